@@ -1,0 +1,296 @@
+"""Memory and latency models: what an ArchSpec costs on a device, exactly and before any training.
+
+    dev = Device.from_dict(yaml.safe_load(open("conf/device/curie.yaml")))
+    mem = memory_plan(spec, dev)     # mem.ram_bytes, mem.flash_bytes, mem.model_bytes, mem.arena
+    ops = op_counts(spec)            # pixel adds, XNOR-popcount words, compares, pool ops
+    latency_ms(spec, dev)
+
+The code generator allocates from `memory_plan`, so the estimate and the binary cannot drift.
+
+Storage (all streams in 32-bit words, ebnn_core.bits):
+- weights: ceil(bits / 32) words per layer, filters or rows concatenated without padding;
+- thresholds: int16 per channel when the layer's sum bound fits, else int32; flips: a bit stream;
+- classifier: weights, int32 scale and int32 offset per class;
+- activations: one arena; layer i's packed output sits at its start (i even) or its end (i odd),
+  so the arena is the largest pair of consecutive packed layers (the binarized input is layer 0 in
+  binary mode; on raw pixels the first block reads the caller's input buffer);
+- scratch, per pooled conv block by fusion: recompute 0; rowbuffer `pool` rows of conv output bits;
+  unfused the whole conv output; the scratch region is the largest over blocks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .arch import ArchSpec, ConvBlock, DenseBlock, LayerShape
+from .bits import words_for
+from .folded import sum_bound
+
+WORD_BYTES = 4
+PARAMS_IN = ("ram", "flash")
+CYCLE_KEYS = ("pixel_add", "xnor_word", "compare", "pool_op", "output")
+
+
+class DeviceError(ValueError):
+    """A device description that cannot be used; the message names the key and the value."""
+
+
+@dataclass(frozen=True)
+class Device:
+    name: str
+    clock_mhz: float
+    params_in: str = "ram"
+    ram_kb: float | None = None  # default RAM budget
+    ram_kb_total: float | None = None
+    flash_kb: float | None = None
+    stack_bytes: int = 256
+    word_bits: int = 32
+    has_popcount: bool = False
+    cycles: dict = field(default_factory=dict)
+    part: str = ""
+    toolchain: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: Any) -> "Device":
+        d = dict(d)
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(d) - known
+        if unknown:
+            raise DeviceError(f"device: unknown keys {sorted(unknown)}")
+        dev = cls(**d)
+        if dev.params_in not in PARAMS_IN:
+            raise DeviceError(f"device.params_in must be one of {PARAMS_IN} but got {dev.params_in!r}")
+        if not (isinstance(dev.clock_mhz, (int, float)) and dev.clock_mhz > 0):
+            raise DeviceError(f"device.clock_mhz must be a positive number but got {dev.clock_mhz!r}")
+        for k in CYCLE_KEYS:
+            v = dev.cycles.get(k)
+            if not isinstance(v, (int, float)) or v < 0:
+                raise DeviceError(f"device.cycles.{k} must be a non-negative number but got {v!r}")
+        return dev
+
+
+# ---- memory -------------------------------------------------------------------------------------
+
+def stream_bytes(n_bits: int) -> int:
+    return WORD_BYTES * words_for(n_bits)
+
+
+def threshold_bytes_each(bound: int) -> int:
+    """int16 thresholds when every threshold in [-bound, bound + 1] fits, else int32."""
+    return 2 if bound + 1 <= 32767 else 4
+
+
+@dataclass(frozen=True)
+class LayerMemory:
+    index: int
+    kind: str
+    weight_bytes: int
+    threshold_bytes: int
+    flip_bytes: int
+    classifier_bytes: int  # scale + offset
+    out_bytes: int  # packed output stream (0 for the classifier)
+    scratch_bytes: int
+    threshold_ctype: str
+
+    @property
+    def params_bytes(self) -> int:
+        return self.weight_bytes + self.threshold_bytes + self.flip_bytes + self.classifier_bytes
+
+
+@dataclass(frozen=True)
+class MemoryReport:
+    layers: tuple[LayerMemory, ...]
+    params_bytes: int
+    activation_bytes: int
+    scratch_bytes: int
+    input_bytes: int
+    stack_bytes: int
+    params_in: str
+    arena: tuple[tuple[int, int], ...]  # (offset, size) of each packed activation in the arena
+
+    @property
+    def ram_bytes(self) -> int:
+        """Everything the device holds in RAM for one inference."""
+        params = self.params_bytes if self.params_in == "ram" else 0
+        return params + self.activation_bytes + self.scratch_bytes + self.input_bytes + self.stack_bytes
+
+    @property
+    def flash_bytes(self) -> int:
+        """Model constants in flash (in RAM mode their initial values are in flash too); code excluded."""
+        return self.params_bytes
+
+    @property
+    def model_bytes(self) -> int:
+        """The paper's accounting: parameters plus temporaries."""
+        return self.params_bytes + self.activation_bytes + self.scratch_bytes
+
+    def as_dict(self) -> dict[str, int | str]:
+        return {
+            "ram_bytes": self.ram_bytes,
+            "flash_bytes": self.flash_bytes,
+            "model_bytes": self.model_bytes,
+            "params_bytes": self.params_bytes,
+            "activation_bytes": self.activation_bytes,
+            "scratch_bytes": self.scratch_bytes,
+            "input_bytes": self.input_bytes,
+            "stack_bytes": self.stack_bytes,
+            "params_in": self.params_in,
+        }
+
+
+def _scratch(ls: LayerShape) -> int:
+    b = ls.block
+    if not isinstance(b, ConvBlock) or not b.pool:
+        return 0
+    f, h1, w1 = ls.conv_shape
+    if b.fusion == "rowbuffer":
+        return stream_bytes(b.pool * w1 * f)
+    if b.fusion == "unfused":
+        return stream_bytes(h1 * w1 * f)
+    return 0
+
+
+def arena_plan(sizes: list[int]) -> tuple[int, tuple[tuple[int, int], ...]]:
+    """Place packed layers alternately at the start and the end of one arena; return (size, places)."""
+    if not sizes:
+        return 0, ()
+    total = max(sizes) if len(sizes) == 1 else max(a + b for a, b in zip(sizes, sizes[1:]))
+    places = tuple((0 if i % 2 == 0 else total - s, s) for i, s in enumerate(sizes))
+    return total, places
+
+
+def memory_plan(spec: ArchSpec, device: Device) -> MemoryReport:
+    layers = []
+    for ls in spec.shapes():
+        bound = sum_bound(spec, ls)
+        if ls.block is None:
+            nbits = ls.in_size * spec.classes
+            layers.append(LayerMemory(ls.index, "classifier", stream_bytes(nbits), 0, 0,
+                                      2 * 4 * spec.classes, 0, 0, ""))
+            continue
+        f = ls.out_shape[0]
+        taps = ls.block.kernel ** 2 * ls.in_shape[0] if isinstance(ls.block, ConvBlock) else ls.in_size
+        tb = threshold_bytes_each(bound)
+        layers.append(LayerMemory(
+            ls.index, ls.block.kind, stream_bytes(f * taps), f * tb, stream_bytes(f), 0,
+            stream_bytes(ls.out_size), _scratch(ls), "int16_t" if tb == 2 else "int32_t"))
+    act_sizes = [lm.out_bytes for lm in layers if lm.kind != "classifier"]
+    c, h, w = spec.input_shape
+    if spec.input_mode == "binary":
+        act_sizes = [stream_bytes(c * h * w)] + act_sizes
+    act, places = arena_plan(act_sizes)
+    return MemoryReport(
+        layers=tuple(layers),
+        params_bytes=sum(lm.params_bytes for lm in layers),
+        activation_bytes=act,
+        scratch_bytes=max((lm.scratch_bytes for lm in layers), default=0),
+        input_bytes=c * h * w,
+        stack_bytes=int(device.stack_bytes),
+        params_in=device.params_in,
+        arena=places,
+    )
+
+
+# ---- operation counts and latency ---------------------------------------------------------------
+
+@dataclass
+class OpCounts:
+    pixel_add: int = 0
+    xnor_word: int = 0
+    compare: int = 0
+    pool_op: int = 0
+    output: int = 0
+
+    def __iadd__(self, o: "OpCounts") -> "OpCounts":
+        for k in CYCLE_KEYS:
+            setattr(self, k, getattr(self, k) + getattr(o, k))
+        return self
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: int(getattr(self, k)) for k in CYCLE_KEYS}
+
+    @property
+    def total(self) -> int:
+        """The work a kernel cannot avoid: XNOR-popcount words + pixel adds + compares."""
+        return self.xnor_word + self.pixel_add + self.compare
+
+
+def _valid_taps(n_in: int, n_out: int, k: int, stride: int, pad: int) -> np.ndarray:
+    """For each output coordinate along one axis, how many of the k taps fall inside the input."""
+    start = np.arange(n_out) * stride - pad
+    lo = np.maximum(start, 0)
+    hi = np.minimum(start + k, n_in)
+    return np.maximum(hi - lo, 0)
+
+
+def _multiplicity(n_conv: int, n_pool: int, window: int, stride: int, fusion: str, pooled: bool) -> np.ndarray:
+    """How many times each conv output coordinate is computed along one axis."""
+    if not pooled or fusion == "unfused":
+        return np.ones(n_conv, dtype=np.int64)
+    m = np.zeros(n_conv, dtype=np.int64)
+    for o in range(n_pool):
+        m[o * stride:o * stride + window] += 1
+    return m if fusion == "recompute" else (m > 0).astype(np.int64)
+
+
+def block_ops(spec: ArchSpec, ls: LayerShape) -> OpCounts:
+    on_pixels = ls.index == 0 and spec.input_mode == "uint8"
+    ops = OpCounts()
+    b = ls.block
+    if isinstance(b, ConvBlock):
+        c, h, w = ls.in_shape
+        f, h1, w1 = ls.conv_shape
+        _, ho, wo = ls.out_shape
+        ps = b.effective_pool_stride
+        my = _multiplicity(h1, ho, b.pool, ps, b.fusion, bool(b.pool))
+        mx = _multiplicity(w1, wo, b.pool, ps, b.fusion, bool(b.pool))
+        vy = _valid_taps(h, h1, b.kernel, b.stride, b.padding)
+        vx = _valid_taps(w, w1, b.kernel, b.stride, b.padding)
+        rows = int(np.sum(my * vy))
+        positions = int(my.sum() * mx.sum())
+        if on_pixels:
+            ops.pixel_add = f * c * rows * int(np.sum(mx * vx))
+        else:
+            words = np.array([words_for(v * c) for v in vx])
+            ops.xnor_word = f * rows * int(np.sum(mx * words))
+        ops.compare = f * positions
+        ops.output = f * positions
+        if b.pool:
+            ops.pool_op = f * ho * wo * b.pool * b.pool
+        return ops
+    n = ls.in_size
+    u = ls.out_shape[0]
+    if on_pixels:
+        ops.pixel_add = u * n
+    else:
+        ops.xnor_word = u * words_for(n)
+    ops.compare = u  # a threshold compare, or the classifier's multiply-add and argmax step
+    ops.output = u
+    return ops
+
+
+def op_counts(spec: ArchSpec) -> list[OpCounts]:
+    """Per block (the classifier last); a binary-mode input adds its C*H*W packing compares first."""
+    per = [block_ops(spec, ls) for ls in spec.shapes()]
+    if spec.input_mode == "binary":
+        c, h, w = spec.input_shape
+        per[0].compare += c * h * w
+    return per
+
+
+def total_ops(spec: ArchSpec) -> OpCounts:
+    tot = OpCounts()
+    for o in op_counts(spec):
+        tot += o
+    return tot
+
+
+def latency_cycles(spec: ArchSpec, device: Device) -> float:
+    ops = total_ops(spec)
+    return float(sum(getattr(ops, k) * device.cycles[k] for k in CYCLE_KEYS))
+
+
+def latency_ms(spec: ArchSpec, device: Device) -> float:
+    return latency_cycles(spec, device) / (device.clock_mhz * 1000.0)

@@ -1,0 +1,93 @@
+"""Training: a LightningModule over the BNN of an ArchSpec, seeded and deterministic on CPU.
+
+    model, info = train(spec, datamodule, epochs=1, lr=5e-3, seed=0)
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.nn import functional as F
+
+from .arch import ArchSpec
+from .nn import BNN
+
+
+class BNNModule(pl.LightningModule):
+    def __init__(self, spec_json: str, lr: float = 2e-2, epochs: int = 1):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = BNN(ArchSpec.from_json(spec_json))
+        self.lr = lr
+        self.epochs = epochs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        self.model.clip_weights()
+
+    def _eval_step(self, batch, prefix: str):
+        x, y = batch
+        logits = self(x)
+        acc = (logits.argmax(1) == y).float().mean()
+        self.log(f"{prefix}_accuracy", acc, prog_bar=True, on_epoch=True, batch_size=len(y))
+        self.log(f"{prefix}_loss", F.cross_entropy(logits, y), on_epoch=True, batch_size=len(y))
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, "test")
+
+    def configure_optimizers(self):
+        opt = torch.optim.Adam(self.parameters(), lr=self.lr)
+        steps = self.trainer.estimated_stepping_batches
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=max(int(steps), 1),
+                                                    pct_start=0.15)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def set_determinism(seed: int) -> None:
+    pl.seed_everything(seed, workers=True, verbose=False)
+    torch.use_deterministic_algorithms(True)
+
+
+def train(spec: ArchSpec, datamodule: pl.LightningDataModule, epochs: int = 1, lr: float = 2e-2,
+          seed: int = 0, progress: bool = True, validate: bool = True) -> tuple[BNN, dict]:
+    """Train the BNN of `spec`; return the eval-mode model and {'val_accuracy', 'train_seconds', ...}."""
+    set_determinism(seed)
+    module = BNNModule(spec.to_json(), lr=lr, epochs=epochs)
+    trainer = pl.Trainer(
+        max_epochs=epochs, accelerator="cpu", devices=1, deterministic=True, logger=False,
+        enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=progress,
+        num_sanity_val_steps=0, limit_val_batches=1.0 if validate else 0,
+    )
+    t0 = time.perf_counter()
+    trainer.fit(module, datamodule)
+    seconds = time.perf_counter() - t0
+    model = module.model.eval()
+    info = {"train_seconds": seconds, "epochs": epochs}
+    val = trainer.callback_metrics.get("val_accuracy")
+    if val is not None:
+        info["val_accuracy"] = float(val)
+    return model, info
+
+
+@torch.no_grad()
+def predict_torch(model: BNN, images: np.ndarray, batch: int = 1000) -> np.ndarray:
+    """Eval-mode class indices for uint8 images (N, C, H, W)."""
+    model.eval()
+    out = []
+    for i in range(0, len(images), batch):
+        out.append(model(torch.from_numpy(np.ascontiguousarray(images[i:i + batch]))).argmax(1).numpy())
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
