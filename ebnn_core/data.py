@@ -161,7 +161,7 @@ def load_splits(cfg) -> Splits:
     if name == "fashion_mnist":
         return load_fashion_mnist(cfg.get("root") or FASHION_MNIST_ROOT)
     if name == "cifar10_easy":
-        return load_cifar10(cfg.get("root"), cfg.get("classes") or DEFAULT_CIFAR10_EASY_CLASSES)
+        return load_cifar10(cfg.get("root") or "", cfg.get("class_names") or DEFAULT_CIFAR10_EASY_CLASSES)
     raise DataError(f"dataset.name must be one of mnist, fashion_mnist, cifar10_easy but got {name!r}")
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from .arch import ArchSpec, ConvBlock, DenseBlock, LayerShape
 from .bits import bits_to_pm1, chw_index_to_stream_index, pack_bits, pm1_to_bits, unpack_bits
-from .nn import BNN, PIXEL_SCALE
+from .semantics import PIXEL_SCALE
 
 FORMAT_VERSION = 1
 SCORE_LIMIT = 2**30
@@ -130,7 +130,7 @@ def fold_thresholds(a: np.ndarray, b: np.ndarray, input_scale_den: int, bound: i
     return thr.astype(np.int32), flip, const
 
 
-def fold(model: BNN, meta: dict | None = None) -> FoldedModel:
+def fold(model, meta: dict | None = None) -> FoldedModel:
     """Trained BNN -> FoldedModel (eval-mode batch norm statistics)."""
     spec = model.spec
     shapes = spec.shapes()

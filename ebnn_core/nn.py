@@ -12,10 +12,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from .arch import ArchSpec, ConvBlock, DenseBlock
+from .semantics import BINARY_INPUT_THRESHOLD, BN_EPS, PIXEL_SCALE
 
-PIXEL_SCALE = 255  # uint8 mode: the network sees pixel / PIXEL_SCALE
-BINARY_INPUT_THRESHOLD = 128  # binary mode: pixel >= 128 is +1, else -1
-BN_EPS = 1e-5
 
 
 class SignSTE(torch.autograd.Function):
@@ -64,9 +62,10 @@ class InputQuantizer(nn.Module):
         self.mode = mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(torch.float32)
+        if not x.is_floating_point():
+            x = x.to(torch.float32)
         if self.mode == "binary":
-            return torch.where(x >= BINARY_INPUT_THRESHOLD, 1.0, -1.0)
+            return torch.where(x >= BINARY_INPUT_THRESHOLD, torch.ones_like(x), -torch.ones_like(x))
         return x / PIXEL_SCALE
 
 

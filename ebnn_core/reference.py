@@ -14,7 +14,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .arch import ConvBlock, DenseBlock
 from .bits import chw_to_stream, pack_bits, stream_to_hwc, unpack_bits, bits_to_pm1
 from .folded import FoldedModel
-from .nn import BINARY_INPUT_THRESHOLD
+from .semantics import BINARY_INPUT_THRESHOLD
 
 
 def _conv_sums(x_hwc: np.ndarray, w: np.ndarray, b: ConvBlock) -> np.ndarray:

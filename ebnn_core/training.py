@@ -4,7 +4,9 @@
 """
 from __future__ import annotations
 
+import logging
 import time
+import warnings
 
 import numpy as np
 import pytorch_lightning as pl
@@ -57,6 +59,15 @@ class BNNModule(pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
+def quiet_lightning() -> None:
+    """Keep Lightning's advice about workers and deprecations out of the user's terminal."""
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*limit_val_batches.*")
+
+
 def set_determinism(seed: int) -> None:
     pl.seed_everything(seed, workers=True, verbose=False)
     torch.use_deterministic_algorithms(True)
@@ -65,6 +76,7 @@ def set_determinism(seed: int) -> None:
 def train(spec: ArchSpec, datamodule: pl.LightningDataModule, epochs: int = 1, lr: float = 2e-2,
           seed: int = 0, progress: bool = True, validate: bool = True) -> tuple[BNN, dict]:
     """Train the BNN of `spec`; return the eval-mode model and {'val_accuracy', 'train_seconds', ...}."""
+    quiet_lightning()
     set_determinism(seed)
     module = BNNModule(spec.to_json(), lr=lr, epochs=epochs)
     trainer = pl.Trainer(

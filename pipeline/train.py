@@ -1,0 +1,88 @@
+"""Stage `train`: one architecture, trained, folded, scored by PyTorch and by the integer reference.
+
+    python -m pipeline train arch=conv-1 dataset=mnist device=curie epochs=1
+
+Writes ${paths.artifacts}/train/<arch>/: metrics.json, folded.npz (the FoldedModel), arch.json, config.yaml.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from .config import arch_spec, device, positive_int, positive_number, resolved
+from .errors import UserError
+from .report import print_table
+
+METRICS = "metrics.json"
+FOLDED = "folded.npz"
+
+
+def train(cfg) -> dict:
+    d = resolved(cfg)
+    spec = arch_spec(d)
+    dev = device(d)
+    epochs = positive_int(d, "epochs")
+    batch_size = positive_int(d, "batch_size")
+    lr = positive_number(d, "lr")
+    subset = positive_int(d, "train_subset", allow_none=True)
+    ram_kb = positive_number(d, "ram_kb", allow_none=True)
+    seed = d.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UserError(f"seed={seed}: must be a non-negative integer")
+    name = d["arch"].get("name") or spec.short_hash()
+    out = Path(d["paths"]["artifacts"]) / "train" / name
+
+    from ebnn_core import latency_ms, memory_plan, reference_predict
+    from ebnn_core.data import DataError, ImageDataModule, load_splits
+    from ebnn_core.folded import fold
+    from ebnn_core.training import predict_torch
+    from ebnn_core.training import train as fit
+
+    try:
+        splits = load_splits(d["dataset"])
+        dm = ImageDataModule(splits, batch_size=batch_size, val_size=d["dataset"]["val_size"], seed=seed,
+                             train_subset=subset)
+    except DataError as e:
+        raise UserError(str(e)) from None
+    if splits.input_shape != spec.input_shape:
+        raise UserError(f"dataset={d['dataset']['name']}: images are {splits.input_shape}, "
+                        f"the dataset config says input_shape={list(spec.input_shape)}")
+
+    model, info = fit(spec, dm, epochs=epochs, lr=lr, seed=seed, progress=bool(d.get("progress", True)))
+    torch_pred = predict_torch(model, splits.test_x)
+    folded = fold(model, meta={"arch_name": name, "dataset": d["dataset"]["name"], "seed": seed, "epochs": epochs})
+    t0 = time.perf_counter()
+    ref_pred, _ = reference_predict(folded, splits.test_x)
+    ref_seconds = time.perf_counter() - t0
+
+    mem = memory_plan(spec, dev)
+    metrics = {
+        "arch": name,
+        "arch_hash": spec.short_hash(),
+        "arch_desc": spec.describe(),
+        "dataset": d["dataset"]["name"],
+        "device": dev.name,
+        "test_accuracy": float((torch_pred == splits.test_y).mean()),
+        "reference_accuracy": float((ref_pred == splits.test_y).mean()),
+        "disagreements": int((torch_pred != ref_pred).sum()),
+        "test_images": int(len(splits.test_y)),
+        "val_accuracy": info.get("val_accuracy"),
+        "train_seconds": round(info["train_seconds"], 3),
+        "reference_seconds": round(ref_seconds, 3),
+        **mem.as_dict(),
+        "latency_ms_est": round(latency_ms(spec, dev), 4),
+        "ram_budget_bytes": None if ram_kb is None else int(ram_kb * 1024),
+        "fits_ram": None if ram_kb is None else mem.ram_bytes <= ram_kb * 1024,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    folded.save(out / FOLDED)
+    (out / "arch.json").write_text(spec.to_json() + "\n")
+    from omegaconf import OmegaConf
+
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    (out / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
+    print_table([metrics], ["arch", "arch_desc", "test_accuracy", "reference_accuracy", "disagreements",
+                            "ram_bytes", "flash_bytes", "model_bytes", "latency_ms_est"])
+    print(f"wrote {out}")
+    return metrics
