@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from ebnn_core import ArchSpec, ConvBlock, DenseBlock, FoldedModel, reference_predict
 from ebnn_core.folded import fold, sum_bound
 from ebnn_core.nn import BNN
+from ebnn_core.semantics import PIXEL_SCALE
 
 from .strategies import arch_specs, randomize
 
@@ -35,9 +36,11 @@ def _decidable(model: BNN, logits: np.ndarray, margin: np.ndarray) -> np.ndarray
     bn = model.classifier.bn
     a = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().numpy()
     b = (bn.bias - bn.weight * bn.running_mean / torch.sqrt(bn.running_var + bn.eps)).detach().numpy()
+    if not spec.blocks and spec.input_mode == "uint8":
+        a = a / PIXEL_SCALE  # a classifier straight on raw pixels
     bound = sum_bound(spec, spec.shapes()[-1])
     worst = np.max(np.abs(a) * bound + np.abs(b)) + 1
-    tol = (bound + 2) * worst / 2 ** 29  # integer scale rounding of the classifier, with room
+    tol = 2 * (bound + 1) * worst / 2 ** 30  # twice the worst rounding of integer scale and offset
     top2 = np.sort(logits, axis=1)[:, -2:]
     return (margin > 1e-7) & (top2[:, 1] - top2[:, 0] > tol)
 
