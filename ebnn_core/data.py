@@ -174,11 +174,11 @@ def split_train_val(n: int, val_size: int, seed: int) -> tuple[np.ndarray, np.nd
 
 
 class ImageDataModule(pl.LightningDataModule):
-    """Train/val/test loaders of uint8 images. `train_subset` keeps the first N of the training split
-    (a fixed-seed sample), for screening fidelity."""
+    """Train/val/test loaders of uint8 images. `train_subset` and `val_subset` keep a fixed-seed sample
+    of N images of the training and validation splits, for screening fidelity."""
 
     def __init__(self, splits: Splits, batch_size: int = 128, val_size: int = 5000, seed: int = 0,
-                 train_subset: int | None = None, eval_batch_size: int = 1000):
+                 train_subset: int | None = None, eval_batch_size: int = 1000, val_subset: int | None = None):
         super().__init__()
         self.splits = splits
         self.batch_size = batch_size
@@ -187,6 +187,8 @@ class ImageDataModule(pl.LightningDataModule):
         tr, va = split_train_val(len(splits.train_x), val_size, seed)
         if train_subset:
             tr = np.sort(np.random.default_rng(seed + 1).permutation(tr)[:train_subset])
+        if val_subset:
+            va = np.sort(np.random.default_rng(seed + 2).permutation(va)[:val_subset])
         self.train_idx, self.val_idx = tr, va
 
     def _ds(self, x, y):

@@ -43,6 +43,7 @@ class Device:
     clock_mhz: float
     params_in: str = "ram"
     ram_kb: float | None = None  # default RAM budget
+    latency_ms: float | None = None  # default latency budget
     ram_kb_total: float | None = None
     flash_kb: float | None = None
     stack_bytes: int = 256

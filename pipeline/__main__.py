@@ -16,6 +16,7 @@ from .errors import UserError
 
 STAGE_HELP = {
     "train": "train one architecture preset, fold it, score it with the integer reference",
+    "search": "constrained multi-objective architecture search (Optuna + MLflow)",
 }
 
 
@@ -32,6 +33,10 @@ def run_stage(stage: str, cfg):
         from .train import train
 
         return train(cfg)
+    if stage == "search":
+        from .search import search
+
+        return search(cfg)
     raise UserError(f"stage={stage}: not implemented yet")
 
 

@@ -62,21 +62,21 @@ def resolved(cfg) -> dict[str, Any]:
         raise UserError(f"{getattr(e, 'full_key', '?')}: {str(e).splitlines()[0]}") from None
 
 
-def positive_int(d: dict, key: str, allow_none: bool = False) -> int | None:
+def positive_int(d: dict, key: str, allow_none: bool = False, key_prefix: str = "") -> int | None:
     v = d.get(key)
     if v is None and allow_none:
         return None
     if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise UserError(f"{key}={v}: must be a positive integer")
+        raise UserError(f"{key_prefix}{key}={v}: must be a positive integer")
     return v
 
 
-def positive_number(d: dict, key: str, allow_none: bool = False) -> float | None:
+def positive_number(d: dict, key: str, allow_none: bool = False, key_prefix: str = "") -> float | None:
     v = d.get(key)
     if v is None and allow_none:
         return None
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-        raise UserError(f"{key}={v}: must be a positive number")
+        raise UserError(f"{key_prefix}{key}={v}: must be a positive number")
     return float(v)
 
 
