@@ -49,6 +49,7 @@ class Device:
     stack_bytes: int = 256
     word_bits: int = 32
     has_popcount: bool = False
+    popcount: str = "builtin"  # how the C kernels count bits: builtin or swar
     cycles: dict = field(default_factory=dict)
     part: str = ""
     toolchain: dict = field(default_factory=dict)

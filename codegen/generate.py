@@ -1,0 +1,129 @@
+"""FoldedModel -> a self-contained C library folder.
+
+    generate(folded, device, out_dir)   # model.h, model.c, ebnn_config.h, ebnn.[ch], main.c, Makefile,
+                                        # arduino/ebnn_model/ (sketch + copies of the same files)
+
+Every value is computed here; the templates only loop. The arena is sized and laid out by
+ebnn_core.resources.memory_plan, the same planner as the memory model, so the two cannot drift.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import jinja2
+import numpy as np
+
+from ebnn_core import ConvBlock, DenseBlock, Device, FoldedModel, memory_plan
+from ebnn_core.semantics import BINARY_INPUT_THRESHOLD
+
+RUNTIME_DIR = Path(__file__).resolve().parent.parent / "c_runtime"
+RUNTIME_FILES = ("ebnn.h", "ebnn.c")
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+FUSION_C = {"recompute": "EBNN_FUSION_RECOMPUTE", "rowbuffer": "EBNN_FUSION_ROWBUFFER", "unfused": "EBNN_FUSION_UNFUSED"}
+LIBRARY_FILES = ("model.h", "model.c", "ebnn_config.h") + RUNTIME_FILES
+PER_LINE = {"uint32_t": 6, "int16_t": 12, "int32_t": 6}
+
+
+def _lines(values: np.ndarray, ctype: str) -> list[str]:
+    if ctype == "uint32_t":
+        items = [f"0x{int(v):08X}u" for v in values]
+    elif ctype == "int32_t":
+        # INT32_MIN cannot be written as a literal; no folded value reaches it (|T| <= bound + 1)
+        items = [f"{int(v)}L" if int(v) >= -2147483647 else "(-2147483647L - 1)" for v in values]
+    else:
+        items = [str(int(v)) for v in values]
+    n = PER_LINE[ctype]
+    return [", ".join(items[i:i + n]) + "," for i in range(0, len(items), n)]
+
+
+def _array(name: str, ctype: str, values: np.ndarray, comment: str) -> dict:
+    values = np.asarray(values)
+    return {"name": name, "ctype": ctype, "count": int(values.size), "lines": _lines(values.reshape(-1), ctype),
+            "comment": comment}
+
+
+def build_context(fm: FoldedModel, device: Device) -> dict:
+    spec = fm.spec
+    mem = memory_plan(spec, device)
+    shapes = spec.shapes()
+    arrays: list[dict] = []
+    steps: list[dict] = []
+    arena_words = (mem.activation_bytes + mem.scratch_bytes) // 4
+    places = [off // 4 for off, _ in mem.arena]  # word offsets of the packed layers, in order
+    scratch_word = mem.activation_bytes // 4
+    shift = 1 if spec.input_mode == "binary" else 0  # places[0] holds the binarized input in binary mode
+    if spec.input_mode == "binary":
+        steps.append({"kind": "pack", "index": 0, "dims": spec.input_shape, "threshold": BINARY_INPUT_THRESHOLD,
+                      "out_word": places[0]})
+    for ls, ly, lm in zip(shapes, fm.layers, mem.layers):
+        i = ls.index
+        on_pixels = i == 0 and spec.input_mode == "uint8"
+        wname = f"ebnn_l{i}_weights"
+        arrays.append(_array(wname, "uint32_t", ly.weights, f"layer {i} ({ly.kind}): {ly.n_weight_bits} weight bits"))
+        step = {"index": i, "kind": ly.kind, "in_pixels": on_pixels,
+                "in_word": None if on_pixels else places[i - 1 + shift]}
+        fields: list[tuple[str, str]] = []
+        if ly.kind != "classifier":
+            tctype = lm.threshold_ctype
+            tname, fname = f"ebnn_l{i}_thresholds", f"ebnn_l{i}_flips"
+            arrays.append(_array(tname, tctype, ly.threshold, f"layer {i}: one threshold per channel"))
+            flips = np.zeros(((len(ly.flip) + 31) // 32) * 32, dtype=np.uint8)
+            flips[:len(ly.flip)] = ly.flip
+            fwords = np.packbits(flips, bitorder="little").view("<u4")
+            arrays.append(_array(fname, "uint32_t", fwords, f"layer {i}: flip bits"))
+            thr_fields = [("thr16", tname if tctype == "int16_t" else "NULL"),
+                          ("thr32", tname if tctype == "int32_t" else "NULL"), ("flips", fname)]
+            step["out_word"] = places[i + shift]
+        if isinstance(ls.block, ConvBlock):
+            b = ls.block
+            (c, h, w), (f, h1, w1), (_, ho, wo) = ls.in_shape, ls.conv_shape, ls.out_shape
+            fields += [("in.c", c), ("in.h", h), ("in.w", w), ("conv.c", f), ("conv.h", h1), ("conv.w", w1),
+                       ("out.c", f), ("out.h", ho), ("out.w", wo), ("kernel", b.kernel), ("stride", b.stride),
+                       ("padding", b.padding), ("pool", b.pool), ("pool_stride", b.effective_pool_stride),
+                       ("fusion", FUSION_C[b.fusion]), ("weights", wname)] + thr_fields
+            step["comment"] = f"block {i}: conv {b}"
+            step["scratch"] = f"ebnn_arena + {scratch_word}" if lm.scratch_bytes else "NULL"
+        elif isinstance(ls.block, DenseBlock):
+            fields += [("n_in", f"{ls.in_size}u"), ("n_out", ls.out_shape[0]), ("weights", wname)] + thr_fields
+            step["comment"] = f"block {i}: dense {ls.block.units} units"
+        else:
+            sname, oname = f"ebnn_l{i}_scale", f"ebnn_l{i}_offset"
+            arrays.append(_array(sname, "int32_t", ly.scale, "classifier: integer scale per class"))
+            arrays.append(_array(oname, "int32_t", ly.offset, "classifier: integer offset per class"))
+            fields += [("n_in", f"{ls.in_size}u"), ("classes", spec.classes), ("weights", wname),
+                       ("scale", sname), ("offset", oname)]
+            step["comment"] = f"classifier: {spec.classes} classes"
+        step["fields"] = [(k, str(v)) for k, v in fields]
+        steps.append(step)
+    return {
+        "arch_hash": spec.short_hash(), "arch_desc": spec.describe(), "arch_json": spec.to_json(),
+        "device": device.name, "params_in": device.params_in, "popcount": device.popcount,
+        "input_shape": spec.input_shape, "input_size": int(np.prod(spec.input_shape)), "classes": spec.classes,
+        "mem": mem.as_dict(), "arena_bytes": mem.activation_bytes + mem.scratch_bytes, "arena_words": arena_words,
+        "arena_places": [list(p) for p in mem.arena], "scratch_offset": mem.activation_bytes,
+        "arrays": arrays, "steps": steps,
+    }
+
+
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), trim_blocks=True, lstrip_blocks=True,
+                              keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+
+
+def generate(fm: FoldedModel, device: Device, out_dir: str | Path) -> Path:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = build_context(fm, device)
+    env = _env()
+    for template, name in (("model.h.j2", "model.h"), ("model.c.j2", "model.c"), ("ebnn_config.h.j2", "ebnn_config.h"),
+                           ("main.c.j2", "main.c"), ("Makefile.j2", "Makefile")):
+        (out / name).write_text(env.get_template(template).render(**ctx))
+    for name in RUNTIME_FILES:
+        shutil.copyfile(RUNTIME_DIR / name, out / name)
+    sketch = out / "arduino" / "ebnn_model"
+    sketch.mkdir(parents=True, exist_ok=True)
+    (sketch / "ebnn_model.ino").write_text(env.get_template("sketch.ino.j2").render(**ctx))
+    for name in LIBRARY_FILES:
+        shutil.copyfile(out / name, sketch / name)
+    return out
