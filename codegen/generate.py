@@ -67,7 +67,9 @@ def build_context(fm: FoldedModel, device: Device) -> dict:
         if ly.kind != "classifier":
             tctype = lm.threshold_ctype
             tname, fname = f"ebnn_l{i}_thresholds", f"ebnn_l{i}_flips"
-            arrays.append(_array(tname, tctype, ly.threshold, f"layer {i}: one threshold per channel"))
+            thr = np.zeros(lm.threshold_bytes // (2 if tctype == "int16_t" else 4), dtype=np.int64)
+            thr[:len(ly.threshold)] = ly.threshold  # padded to a whole word, as the memory model counts
+            arrays.append(_array(tname, tctype, thr, f"layer {i}: one threshold per channel"))
             flips = np.zeros(((len(ly.flip) + 31) // 32) * 32, dtype=np.uint8)
             flips[:len(ly.flip)] = ly.flip
             fwords = np.packbits(flips, bitorder="little").view("<u4")

@@ -9,7 +9,8 @@ The code generator allocates from `memory_plan`, so the estimate and the binary 
 
 Storage (all streams in 32-bit words, ebnn_core.bits):
 - weights: ceil(bits / 32) words per layer, filters or rows concatenated without padding;
-- thresholds: int16 per channel when the layer's sum bound fits, else int32; flips: a bit stream;
+- thresholds: int16 per channel when the layer's sum bound fits, else int32, the array padded to a
+  whole word (an odd int16 count gets one unused entry); flips: a bit stream;
 - classifier: weights, int32 scale and int32 offset per class;
 - activations: one arena; layer i's packed output sits at its start (i even) or its end (i odd),
   so the arena is the largest pair of consecutive packed layers (the binarized input is layer 0 in
@@ -77,6 +78,11 @@ class Device:
 
 def stream_bytes(n_bits: int) -> int:
     return WORD_BYTES * words_for(n_bits)
+
+
+def padded_bytes(n: int) -> int:
+    """Every parameter array is a whole number of words, so arrays pack without alignment padding."""
+    return WORD_BYTES * -(-int(n) // WORD_BYTES)
 
 
 def threshold_bytes_each(bound: int) -> int:
@@ -176,7 +182,7 @@ def memory_plan(spec: ArchSpec, device: Device) -> MemoryReport:
         taps = ls.block.kernel ** 2 * ls.in_shape[0] if isinstance(ls.block, ConvBlock) else ls.in_size
         tb = threshold_bytes_each(bound)
         layers.append(LayerMemory(
-            ls.index, ls.block.kind, stream_bytes(f * taps), f * tb, stream_bytes(f), 0,
+            ls.index, ls.block.kind, stream_bytes(f * taps), padded_bytes(f * tb), stream_bytes(f), 0,
             stream_bytes(ls.out_size), _scratch(ls), "int16_t" if tb == 2 else "int32_t"))
     act_sizes = [lm.out_bytes for lm in layers if lm.kind != "classifier"]
     c, h, w = spec.input_shape

@@ -17,6 +17,7 @@ from .errors import UserError
 STAGE_HELP = {
     "train": "train one architecture preset, fold it, score it with the integer reference",
     "search": "constrained multi-objective architecture search (Optuna + MLflow)",
+    "codegen": "FoldedModel -> self-contained C library for a device (templates + c_runtime)",
 }
 
 
@@ -37,6 +38,10 @@ def run_stage(stage: str, cfg):
         from .search import search
 
         return search(cfg)
+    if stage == "codegen":
+        from .codegen import codegen
+
+        return codegen(cfg)
     raise UserError(f"stage={stage}: not implemented yet")
 
 
