@@ -93,14 +93,21 @@ static int32_t ebnn_dot_bits(const uint32_t *x, uint32_t xpos, const EBNN_PARAM 
     return (int32_t)n - 2 * (int32_t)diff;
 }
 
-/* Sum of n raw pixels times ±1 weights, the weights a run starting at wpos. */
-static int32_t ebnn_dot_pixels(const uint8_t *px, const EBNN_PARAM uint32_t *w, uint32_t wpos, uint32_t n)
+/* Sum of n raw pixels (stride bytes apart) times ±1 weights, the weights a run starting at wpos.
+ * 32 weight bits are fetched at a time; each pixel is added or subtracted without a branch. */
+static int32_t ebnn_dot_pixels(const uint8_t *px, uint32_t stride, const EBNN_PARAM uint32_t *w, uint32_t wpos,
+                               uint32_t n)
 {
     int32_t s = 0;
-    uint32_t i;
-    for (i = 0; i < n; ++i) {
-        int32_t v = (int32_t)px[i];
-        s += ebnn_param_bit(w, wpos + i) ? v : -v;
+    while (n) {
+        const uint32_t take = n < 32u ? n : 32u;
+        uint32_t bits = ebnn_param_bits_at(w, wpos, take), i;
+        for (i = 0; i < take; ++i, bits >>= 1, px += stride) {
+            const int32_t m = -(int32_t)(bits & 1u); /* 0 for -1, all ones for +1 */
+            s += ((int32_t)*px ^ ~m) - ~m;          /* +pixel when the bit is 1, -pixel when 0 */
+        }
+        n -= take;
+        wpos += take;
     }
     return s;
 }
@@ -128,12 +135,13 @@ static int ebnn_conv_fires(const ebnn_conv_params *p, ebnn_input in, uint16_t oy
         const uint32_t iy = (uint32_t)(iy0 + (int32_t)ky);
         const uint32_t wpos = (((uint32_t)f * k + ky) * k + kx_lo) * c;
         if (in.pixels) {
-            uint32_t kx, ch;
-            for (kx = kx_lo; kx < kx_hi; ++kx) {
-                const uint32_t ix = (uint32_t)(ix0 + (int32_t)kx);
-                for (ch = 0; ch < c; ++ch) { /* weights (kx, c) in order; pixels are CHW */
-                    int32_t v = (int32_t)in.pixels[(ch * h + iy) * w + ix];
-                    s += ebnn_param_bit(p->weights, wpos + (kx - kx_lo) * c + ch) ? v : -v;
+            const uint8_t *row = in.pixels + iy * w + (uint32_t)(ix0 + (int32_t)kx_lo);
+            if (c == 1u) { /* one channel: the kernel row is kx_hi - kx_lo contiguous pixels */
+                s += ebnn_dot_pixels(row, 1u, p->weights, wpos, kx_hi - kx_lo);
+            } else { /* weights run over (kx, c); pixels of one tap are h * w bytes apart per channel */
+                uint32_t kx;
+                for (kx = kx_lo; kx < kx_hi; ++kx) {
+                    s += ebnn_dot_pixels(row + (kx - kx_lo), h * w, p->weights, wpos + (kx - kx_lo) * c, c);
                 }
             }
         } else {
@@ -258,7 +266,7 @@ ebnn_status ebnn_conv_block(const ebnn_conv_params *p, ebnn_input in, uint32_t *
 
 static int32_t ebnn_row_sum(ebnn_input in, const EBNN_PARAM uint32_t *w, uint32_t row, uint32_t n)
 {
-    return in.pixels ? ebnn_dot_pixels(in.pixels, w, row * n, n) : ebnn_dot_bits(in.bits, 0u, w, row * n, n);
+    return in.pixels ? ebnn_dot_pixels(in.pixels, 1u, w, row * n, n) : ebnn_dot_bits(in.bits, 0u, w, row * n, n);
 }
 
 ebnn_status ebnn_dense_block(const ebnn_dense_params *p, ebnn_input in, uint32_t *out)

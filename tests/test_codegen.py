@@ -143,3 +143,39 @@ def test_codegen_stage(tmp_path):
     assert "#define EBNN_PARAM __flash" in (out / "ebnn_config.h").read_text()
     r = run_cli("codegen", f"folded={tmp_path / 'nothing.npz'}")
     assert r.returncode == 2 and f"folded={tmp_path / 'nothing.npz'}: no FoldedModel" in r.stderr
+
+
+CROSS = {  # device -> (compiler, standard flags); AVR's __flash needs GNU C
+    "cortex-m4": ("arm-none-eabi-gcc", ["-std=c99", "-pedantic"]),
+    "cortex-m0": ("arm-none-eabi-gcc", ["-std=c99", "-pedantic"]),
+    "avr": ("avr-gcc", ["-std=gnu99"]),
+    "curie": ("gcc", ["-std=c99", "-pedantic"]),
+}
+
+
+@pytest.mark.toolchain
+@pytest.mark.parametrize("dev", sorted(CROSS))
+@pytest.mark.parametrize("k", range(len(FEATURES)))
+def test_cross_compiles_cleanly_integer_only(tmp_path, dev, k):
+    cc, std = CROSS[dev]
+    assert shutil.which(cc), f"{cc} missing: scripts/setup.sh installs it"
+    d = device(dev)
+    spec = FEATURES[k]
+    fm = fold(randomize(BNN(spec), k))
+    out = generate(fm, d, tmp_path / "lib")
+    flags = [f for f in d.toolchain["cflags"] if f not in ("-static", "-no-pie", "-nostdlib")]
+    for src in ("model.c", "ebnn.c"):
+        r = subprocess.run([cc, *flags, *std, "-Wall", "-Wextra", "-Werror", "-I.", "-c", src], cwd=out,
+                           capture_output=True, text=True)
+        assert r.returncode == 0 and not r.stderr, f"{dev}: {src}: {r.stderr}"
+    nm = "avr-nm" if dev == "avr" else ("arm-none-eabi-nm" if cc.startswith("arm") else "nm")
+    for obj in ("model.o", "ebnn.o"):
+        r = subprocess.run([nm, "-u", obj], cwd=out, capture_output=True, text=True, check=True)
+        undefined = {ln.split()[-1] for ln in r.stdout.splitlines() if ln.strip()}
+        floats = {s for s in undefined if any(t in s for t in ("sf", "df", "float", "fix"))}
+        assert not floats, f"{dev}: {obj} pulls in floating point: {floats}"
+    r = subprocess.run([nm, "-S", "model.o"], cwd=out, capture_output=True, text=True, check=True)
+    sizes = {p[3]: int(p[1], 16) for p in (ln.split() for ln in r.stdout.splitlines()) if len(p) == 4}
+    mem = memory_plan(spec, d)
+    assert sum(v for s, v in sizes.items() if s.startswith("ebnn_l")) == mem.params_bytes
+    assert sizes.get("ebnn_arena", 0) == mem.activation_bytes + mem.scratch_bytes

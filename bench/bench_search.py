@@ -1,0 +1,133 @@
+"""Search benchmarks, each against a baseline measured in the same run.
+
+    .venv/bin/python bench/bench_search.py [--trials 30] [--screen-trials 4]
+
+1. The cost of an infeasible trial (scored by the memory and latency models, never trained) against
+   the cost of a feasible trial trained at the default profile's screening fidelity; and the trials per
+   hour that fidelity gives on this machine.
+2. The hypervolume of the feasible Pareto front found by the default sampler (TPE) against random
+   sampling, at the same trial budget and seed, with smoke-profile training. Objectives are normalised
+   to [0, 1] (1 - accuracy, ram_bytes / budget, latency / budget) and the reference point is (1, 1, 1).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ebnn_core.data import ImageDataModule, load_splits  # noqa: E402
+from ebnn_core.training import train  # noqa: E402
+from pipeline.config import compose, device, resolved  # noqa: E402
+from pipeline.search import _budgets  # noqa: E402
+from search.study import Objective, feasible  # noqa: E402
+
+
+def hypervolume(points: np.ndarray, ref: np.ndarray) -> float:
+    """Exact hypervolume of minimisation points dominated region up to ref (slicing over the first axis)."""
+    pts = points[np.all(points < ref, axis=1)]
+    if len(pts) == 0:
+        return 0.0
+    pts = pts[np.argsort(pts[:, 0])]
+    total = 0.0
+    for i, p in enumerate(pts):
+        x_next = pts[i + 1, 0] if i + 1 < len(pts) else ref[0]
+        width = x_next - p[0]
+        if width <= 0:
+            continue
+        total += width * _hv2d(pts[: i + 1, 1:], ref[1:])
+    return total
+
+
+def _hv2d(pts: np.ndarray, ref: np.ndarray) -> float:
+    pts = pts[np.argsort(pts[:, 0])]
+    area, best_y = 0.0, ref[1]
+    for i, (x, y) in enumerate(pts):
+        if y < best_y:
+            x_next = ref[0]
+            area += (x_next - x) * (best_y - y)
+            best_y = y
+    return area
+
+
+def objective_for(d, splits, screening, seed):
+    dev = device(d)
+    budgets = _budgets(d)
+    ds = d["dataset"]
+
+    def train_fn(spec):
+        dm = ImageDataModule(splits, batch_size=screening["batch_size"], val_size=ds["val_size"], seed=seed,
+                             train_subset=screening.get("train_subset"), val_subset=screening.get("val_subset"))
+        _, info = train(spec, dm, epochs=screening["epochs"], lr=float(screening["lr"]), seed=seed, progress=False)
+        return info
+
+    return Objective(d["space"], tuple(ds["input_shape"]), int(ds["classes"]), dev, budgets, "ram_bytes", train_fn), budgets
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--trials", type=int, default=30, help="trial budget per sampler for the hypervolume")
+    ap.add_argument("--screen-trials", type=int, default=4, help="feasible trials timed at default fidelity")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+    d_default = resolved(compose("search", []))
+    splits = load_splits(d_default["dataset"])
+
+    # 1. infeasible vs feasible trial cost at the default fidelity
+    d_tight = resolved(compose("search", ["ram_kb=1.2"]))  # hardly anything fits: most trials infeasible
+    obj, _ = objective_for(d_tight, splits, d_tight["screening"], args.seed)
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"],
+                                sampler=optuna.samplers.RandomSampler(seed=args.seed))
+    infeasible_ms = []
+    for _ in range(200):
+        t0 = time.perf_counter()
+        study.optimize(obj, n_trials=1)
+        if not feasible(study.trials[-1]):
+            infeasible_ms.append((time.perf_counter() - t0) * 1000)
+    obj, _ = objective_for(d_default, splits, d_default["screening"], args.seed)
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"],
+                                sampler=optuna.samplers.RandomSampler(seed=args.seed + 1))
+    feasible_s = []
+    while len(feasible_s) < args.screen_trials:
+        t0 = time.perf_counter()
+        study.optimize(obj, n_trials=1)
+        t = study.trials[-1]
+        if feasible(t) and t.user_attrs.get("trained"):
+            feasible_s.append(time.perf_counter() - t0)
+    inf_ms, feas_ms = float(np.median(infeasible_ms)), float(np.median(feasible_s)) * 1000
+    scr = d_default["screening"]
+    print(f"infeasible trial: {inf_ms:.2f} ms median over {len(infeasible_ms)}; feasible trial at default fidelity "
+          f"({scr['epochs']} epochs x {scr['train_subset']} images): {feas_ms / 1000:.1f} s median over "
+          f"{len(feasible_s)}; ratio infeasible/feasible = {inf_ms / feas_ms:.5f}")
+    print(f"trials per hour at default fidelity on this machine: {3600 / (feas_ms / 1000):.0f} (feasible), "
+          f"{3600 / (inf_ms / 1000):.0f} (infeasible)")
+
+    # 2. hypervolume: TPE (default) vs random, same budget, smoke fidelity
+    d_smoke = resolved(compose("search", ["profile=smoke"]))
+    results = {}
+    for name, sampler in (("tpe", optuna.samplers.TPESampler(seed=args.seed, n_startup_trials=10)),
+                          ("random", optuna.samplers.RandomSampler(seed=args.seed))):
+        obj, budgets = objective_for(d_smoke, splits, d_smoke["screening"], args.seed)
+        st = optuna.create_study(directions=["maximize", "minimize", "minimize"], sampler=sampler)
+        t0 = time.perf_counter()
+        st.optimize(obj, n_trials=args.trials)
+        pts = np.array([[1 - t.values[0], t.values[1] / budgets.ram_bytes, t.values[2] / budgets.latency_ms]
+                        for t in st.trials if t.values and feasible(t)])
+        hv = hypervolume(pts, np.ones(3)) if len(pts) else 0.0
+        best = max((t.values[0] for t in st.trials if t.values and feasible(t)), default=0.0)
+        results[name] = hv
+        print(f"{name:>6}: hypervolume {hv:.4f}, best val accuracy {best:.4f}, {len(pts)} feasible of "
+              f"{args.trials}, {time.perf_counter() - t0:.0f} s")
+    print(f"hypervolume ratio tpe/random = {results['tpe'] / max(results['random'], 1e-12):.3f} "
+          f"(> 1: the default sampler finds a better front)")
+
+
+if __name__ == "__main__":
+    main()
