@@ -13,6 +13,13 @@ static int nv_pbit(const EBNN_PARAM uint32_t *s, long i)
     return (int)((s[i / 32] >> (i % 32)) & 1u);
 }
 
+/* A first layer on raw pixels stores its weights grouped (see ebnn.h): output o, tap t of taps. */
+static int nv_pixel_weight(const EBNN_PARAM uint32_t *w, long o, long t, long taps)
+{
+    long nq = (taps + 3) / 4;
+    return (int)((w[(o / 8) * nq + t / 4] >> (4 * (o % 8) + t % 4)) & 1u);
+}
+
 static void nv_put(uint32_t *s, long i, int v)
 {
     if (v) {
@@ -47,7 +54,10 @@ static int nv_conv_fires(const ebnn_conv_params *p, ebnn_input in, long oy, long
             }
             for (c = 0; c < p->in.c; ++c) {
                 int32_t v = nv_value(in, p->in, c, iy, ix);
-                s += nv_pbit(p->weights, ((f * k + ky) * k + kx) * p->in.c + c) ? v : -v;
+                long tap = (ky * k + kx) * p->in.c + c;
+                int bit = in.pixels ? nv_pixel_weight(p->weights, f, tap, k * k * p->in.c)
+                                    : nv_pbit(p->weights, f * k * k * p->in.c + tap);
+                s += bit ? v : -v;
             }
         }
     }
@@ -90,7 +100,8 @@ static int32_t nv_row(ebnn_input in, const EBNN_PARAM uint32_t *w, long row, lon
     int32_t s = 0;
     for (i = 0; i < n; ++i) {
         int32_t v = in.pixels ? (int32_t)in.pixels[i] : (nv_bit(in.bits, i) ? 1 : -1);
-        s += nv_pbit(w, row * n + i) ? v : -v;
+        int bit = in.pixels ? nv_pixel_weight(w, row, i, n) : nv_pbit(w, row * n + i);
+        s += bit ? v : -v;
     }
     return s;
 }

@@ -1,6 +1,8 @@
 /* ebnn runtime kernels. Conventions: see ebnn.h. */
 #include "ebnn.h"
 
+#define EBNN_GROUP 8u /* outputs computed together: one 32-bit word holds a group's 4-bit chunks */
+
 /* ---- popcount, chosen per target ------------------------------------------------------------ */
 #if defined(EBNN_POPCOUNT_SWAR) && EBNN_POPCOUNT_SWAR
 /* Cores without a popcount instruction (Cortex-M0/M4, Lakemont): a SWAR count beats libgcc's call. */
@@ -45,14 +47,19 @@ static uint32_t ebnn_param_bits_at(const EBNN_PARAM uint32_t *s, uint32_t pos, u
     return v & ebnn_low_mask(n);
 }
 
-static int ebnn_param_bit(const EBNN_PARAM uint32_t *s, uint32_t i)
-{
-    return (int)((s[i >> 5] >> (i & 31u)) & 1u);
-}
-
 static void ebnn_set_bit(uint32_t *s, uint32_t i)
 {
     s[i >> 5] |= (uint32_t)1 << (i & 31u);
+}
+
+/* OR the n (1..32) low bits of v into the stream at bit pos. */
+static void ebnn_or_bits(uint32_t *s, uint32_t pos, uint32_t v, uint32_t n)
+{
+    const uint32_t w = pos >> 5, o = pos & 31u;
+    s[w] |= v << o;
+    if (o != 0u && o + n > 32u) {
+        s[w + 1u] |= v >> (32u - o);
+    }
 }
 
 static int ebnn_get_bit(const uint32_t *s, uint32_t i)
@@ -93,23 +100,55 @@ static int32_t ebnn_dot_bits(const uint32_t *x, uint32_t xpos, const EBNN_PARAM 
     return (int32_t)n - 2 * (int32_t)diff;
 }
 
-/* Sum of n raw pixels (stride bytes apart) times ±1 weights, the weights a run starting at wpos.
- * 32 weight bits are fetched at a time; each pixel is added or subtracted without a branch. */
-static int32_t ebnn_dot_pixels(const uint8_t *px, uint32_t stride, const EBNN_PARAM uint32_t *w, uint32_t wpos,
-                               uint32_t n)
+/* ---- first layers on raw pixels: outputs in groups of EBNN_GROUP, taps in chunks of 4 ------------
+ * The 16 subset sums of a chunk's 4 pixels are computed once and shared by the group: each output adds
+ * the entry its 4 weight bits select (sum of the pixels whose weight is +1); then S = 2 * that - total.
+ * Weights: one 32-bit word per (group, chunk), output j of the group in bits 4j..4j+3 (see ebnn.h). */
+static int32_t ebnn_chunk(int32_t *acc, uint32_t n, uint32_t word, const int32_t *v)
 {
-    int32_t s = 0;
-    while (n) {
-        const uint32_t take = n < 32u ? n : 32u;
-        uint32_t bits = ebnn_param_bits_at(w, wpos, take), i;
-        for (i = 0; i < take; ++i, bits >>= 1, px += stride) {
-            const int32_t m = -(int32_t)(bits & 1u); /* 0 for -1, all ones for +1 */
-            s += ((int32_t)*px ^ ~m) - ~m;          /* +pixel when the bit is 1, -pixel when 0 */
-        }
-        n -= take;
-        wpos += take;
+    int32_t t[16];
+    uint32_t i;
+    t[0] = 0;
+    t[1] = v[0];
+    t[2] = v[1];
+    t[3] = v[0] + v[1];
+    for (i = 0; i < 4u; ++i) {
+        t[4u + i] = t[i] + v[2];
     }
-    return s;
+    for (i = 0; i < 8u; ++i) {
+        t[8u + i] = t[i] + v[3];
+    }
+    for (i = 0; i < n; ++i, word >>= 4) {
+        acc[i] += t[word & 15u];
+    }
+    return t[15];
+}
+
+/* Group sums of a dense layer (or classifier) on n_in raw pixels. */
+static void ebnn_dense_pixel_sums(const uint8_t *px, uint32_t n_in, const EBNN_PARAM uint32_t *w, uint32_t g,
+                                  uint32_t n, int32_t *acc)
+{
+    const uint32_t nq = (n_in + 3u) >> 2;
+    const EBNN_PARAM uint32_t *words = w + g * nq;
+    int32_t total = 0, v[4];
+    uint32_t q, i, j;
+    for (j = 0; j < n; ++j) {
+        acc[j] = 0;
+    }
+    for (q = 0; q + 1u < nq; ++q, px += 4) {
+        v[0] = px[0];
+        v[1] = px[1];
+        v[2] = px[2];
+        v[3] = px[3];
+        total += ebnn_chunk(acc, n, words[q], v);
+    }
+    for (i = 0; i < 4u; ++i) { /* the last chunk may be partial */
+        v[i] = q * 4u + i < n_in ? (int32_t)px[i] : 0;
+    }
+    total += ebnn_chunk(acc, n, words[q], v);
+    for (j = 0; j < n; ++j) {
+        acc[j] = 2 * acc[j] - total;
+    }
 }
 
 static int ebnn_ge_threshold(const EBNN_PARAM int16_t *t16, const EBNN_PARAM int32_t *t32, uint16_t f, int32_t s)
@@ -119,37 +158,115 @@ static int ebnn_ge_threshold(const EBNN_PARAM int16_t *t16, const EBNN_PARAM int
 
 /* ---- conv ----------------------------------------------------------------------------------- */
 
-/* S >= T for conv output (oy, ox) of filter f, before pooling. */
-static int ebnn_conv_fires(const ebnn_conv_params *p, ebnn_input in, uint16_t oy, uint16_t ox, uint16_t f)
+static uint32_t ebnn_group_size(uint32_t outputs, uint32_t g)
 {
-    const uint32_t k = p->kernel, c = p->in.c, h = p->in.h, w = p->in.w;
+    const uint32_t left = outputs - g * EBNN_GROUP;
+    return left < EBNN_GROUP ? left : EBNN_GROUP;
+}
+
+/* Group sums of a conv on raw pixels at conv position (oy, ox): taps in (ky, kx, c) order, zero outside. */
+static void ebnn_conv_pixel_sums(const ebnn_conv_params *p, const uint8_t *px, uint16_t oy, uint16_t ox, uint32_t g,
+                                 uint32_t n, int32_t *acc)
+{
+    const uint32_t k = p->kernel, c = p->in.c, h = p->in.h, w = p->in.w, plane = h * w;
+    const EBNN_PARAM uint32_t *words = p->weights + g * ((k * k * c + 3u) >> 2);
+    const int32_t iy0 = (int32_t)oy * p->stride - p->padding;
+    const int32_t ix0 = (int32_t)ox * p->stride - p->padding;
+    int32_t total = 0, v[4];
+    uint32_t fill = 0, ky, kx, ch, j;
+    for (j = 0; j < n; ++j) {
+        acc[j] = 0;
+    }
+    if (c == 1u && iy0 >= 0 && ix0 >= 0 && iy0 + (int32_t)k <= (int32_t)h && ix0 + (int32_t)k <= (int32_t)w) {
+        /* interior window on one channel: K rows of K contiguous pixels, no bounds to check */
+        const uint8_t *row = px + (uint32_t)iy0 * w + (uint32_t)ix0;
+        for (ky = 0; ky < k; ++ky, row += w) {
+            for (kx = 0; kx < k; ++kx) {
+                v[fill++] = row[kx];
+                if (fill == 4u) {
+                    total += ebnn_chunk(acc, n, *words++, v);
+                    fill = 0;
+                }
+            }
+        }
+        ky = k; /* skip the general walk below */
+    } else {
+        ky = 0;
+    }
+    for (; ky < k; ++ky) {
+        const int32_t iy = iy0 + (int32_t)ky;
+        const int row_ok = iy >= 0 && iy < (int32_t)h;
+        for (kx = 0; kx < k; ++kx) {
+            const int32_t ix = ix0 + (int32_t)kx;
+            const uint8_t *src = (row_ok && ix >= 0 && ix < (int32_t)w) ? px + (uint32_t)iy * w + (uint32_t)ix : NULL;
+            for (ch = 0; ch < c; ++ch) {
+                v[fill++] = src ? (int32_t)src[ch * plane] : 0;
+                if (fill == 4u) {
+                    total += ebnn_chunk(acc, n, *words++, v);
+                    fill = 0;
+                }
+            }
+        }
+    }
+    if (fill) {
+        while (fill < 4u) {
+            v[fill++] = 0;
+        }
+        total += ebnn_chunk(acc, n, *words, v);
+    }
+    for (j = 0; j < n; ++j) {
+        acc[j] = 2 * acc[j] - total;
+    }
+}
+
+/* Group sums of a binary conv at conv position (oy, ox): per valid kernel row one run of bits, read
+ * from the input once per 32 bits and XNOR-popcounted against each filter of the group. */
+static void ebnn_conv_bit_sums(const ebnn_conv_params *p, const uint32_t *x, uint16_t oy, uint16_t ox, uint32_t f0,
+                               uint32_t n, int32_t *acc)
+{
+    const uint32_t k = p->kernel, c = p->in.c, h = p->in.h, w = p->in.w, fbits = k * k * c;
     const int32_t iy0 = (int32_t)oy * p->stride - p->padding;
     const int32_t ix0 = (int32_t)ox * p->stride - p->padding;
     const uint32_t kx_lo = ix0 < 0 ? (uint32_t)(-ix0) : 0u;
     const uint32_t kx_hi = ix0 + (int32_t)k > (int32_t)w ? (uint32_t)((int32_t)w - ix0) : k;
     const uint32_t ky_lo = iy0 < 0 ? (uint32_t)(-iy0) : 0u;
     const uint32_t ky_hi = iy0 + (int32_t)k > (int32_t)h ? (uint32_t)((int32_t)h - iy0) : k;
-    int32_t s = 0;
-    uint32_t ky;
+    const uint32_t run = (kx_hi - kx_lo) * c;
+    uint32_t ky, j, off;
+    for (j = 0; j < n; ++j) {
+        acc[j] = 0;
+    }
     for (ky = ky_lo; ky < ky_hi; ++ky) {
-        const uint32_t iy = (uint32_t)(iy0 + (int32_t)ky);
-        const uint32_t wpos = (((uint32_t)f * k + ky) * k + kx_lo) * c;
-        if (in.pixels) {
-            const uint8_t *row = in.pixels + iy * w + (uint32_t)(ix0 + (int32_t)kx_lo);
-            if (c == 1u) { /* one channel: the kernel row is kx_hi - kx_lo contiguous pixels */
-                s += ebnn_dot_pixels(row, 1u, p->weights, wpos, kx_hi - kx_lo);
-            } else { /* weights run over (kx, c); pixels of one tap are h * w bytes apart per channel */
-                uint32_t kx;
-                for (kx = kx_lo; kx < kx_hi; ++kx) {
-                    s += ebnn_dot_pixels(row + (kx - kx_lo), h * w, p->weights, wpos + (kx - kx_lo) * c, c);
-                }
+        const uint32_t xpos = ((uint32_t)(iy0 + (int32_t)ky) * w + (uint32_t)(ix0 + (int32_t)kx_lo)) * c;
+        const uint32_t wrow = (ky * k + kx_lo) * c;
+        for (off = 0; off < run; off += 32u) {
+            const uint32_t take = run - off < 32u ? run - off : 32u;
+            const uint32_t xb = ebnn_bits_at(x, xpos + off, take);
+            uint32_t wpos = f0 * fbits + wrow + off;
+            for (j = 0; j < n; ++j, wpos += fbits) {
+                acc[j] += (int32_t)take - 2 * (int32_t)ebnn_popcount(xb ^ ebnn_param_bits_at(p->weights, wpos, take));
             }
-        } else {
-            const uint32_t xpos = (iy * w + (uint32_t)(ix0 + (int32_t)kx_lo)) * c;
-            s += ebnn_dot_bits(in.bits, xpos, p->weights, wpos, (kx_hi - kx_lo) * c);
         }
     }
-    return ebnn_ge_threshold(p->thr16, p->thr32, f, s);
+}
+
+/* Bit j set when filter g * EBNN_GROUP + j fires (S >= T) at conv position (oy, ox), before pooling. */
+static uint32_t ebnn_conv_fire_mask(const ebnn_conv_params *p, ebnn_input in, uint16_t oy, uint16_t ox, uint32_t g)
+{
+    int32_t acc[EBNN_GROUP];
+    const uint32_t f0 = g * EBNN_GROUP, n = ebnn_group_size(p->conv.c, g);
+    uint32_t j, mask = 0;
+    if (in.pixels) {
+        ebnn_conv_pixel_sums(p, in.pixels, oy, ox, g, n, acc);
+    } else {
+        ebnn_conv_bit_sums(p, in.bits, oy, ox, f0, n, acc);
+    }
+    for (j = 0; j < n; ++j) {
+        if (ebnn_ge_threshold(p->thr16, p->thr32, (uint16_t)(f0 + j), acc[j])) {
+            mask |= (uint32_t)1 << j;
+        }
+    }
+    return mask;
 }
 
 static uint32_t ebnn_words(uint32_t bits)
@@ -194,15 +311,19 @@ static int ebnn_pool_from(const ebnn_conv_params *p, const uint32_t *buf, uint32
 static void ebnn_conv_row(const ebnn_conv_params *p, ebnn_input in, uint16_t y, uint16_t cols, uint32_t *buf,
                           uint32_t slot)
 {
-    const uint32_t fw = p->conv.c, rowbits = (uint32_t)p->conv.w * fw;
-    uint16_t x, f;
+    const uint32_t fw = p->conv.c, rowbits = (uint32_t)p->conv.w * fw, groups = (fw + EBNN_GROUP - 1u) / EBNN_GROUP;
+    uint32_t g, j;
+    uint16_t x;
     for (x = 0; x < cols; ++x) {
-        for (f = 0; f < p->conv.c; ++f) {
-            const uint32_t i = slot * rowbits + (uint32_t)x * fw + f;
-            if (ebnn_conv_fires(p, in, y, x, f)) {
-                buf[i >> 5] |= (uint32_t)1 << (i & 31u);
-            } else {
-                buf[i >> 5] &= ~((uint32_t)1 << (i & 31u));
+        for (g = 0; g < groups; ++g) {
+            const uint32_t mask = ebnn_conv_fire_mask(p, in, y, x, g), n = ebnn_group_size(fw, g);
+            for (j = 0; j < n; ++j) {
+                const uint32_t i = slot * rowbits + (uint32_t)x * fw + g * EBNN_GROUP + j;
+                if ((mask >> j) & 1u) {
+                    buf[i >> 5] |= (uint32_t)1 << (i & 31u);
+                } else {
+                    buf[i >> 5] &= ~((uint32_t)1 << (i & 31u));
+                }
             }
         }
     }
@@ -211,12 +332,14 @@ static void ebnn_conv_row(const ebnn_conv_params *p, ebnn_input in, uint16_t y, 
 ebnn_status ebnn_conv_block(const ebnn_conv_params *p, ebnn_input in, uint32_t *out, uint32_t *scratch)
 {
     uint16_t nf, ho, wo, oy, ox, f;
+    uint32_t groups;
     if (!p || !out || (!in.pixels && !in.bits) || (ebnn_conv_scratch_words(p) && !scratch)) {
         return EBNN_E_NULL;
     }
     nf = p->out.c;
     ho = p->out.h;
     wo = p->out.w;
+    groups = (nf + EBNN_GROUP - 1u) / EBNN_GROUP;
     if (p->pool && p->fusion == EBNN_FUSION_UNFUSED) { /* the whole conv output, then pool */
         uint16_t y;
         for (y = 0; y < p->conv.h; ++y) {
@@ -236,25 +359,29 @@ ebnn_status ebnn_conv_block(const ebnn_conv_params *p, ebnn_input in, uint32_t *
                 }
             }
             for (ox = 0; ox < wo; ++ox) {
-                for (f = 0; f < nf; ++f) {
-                    int fire = 0;
+                uint32_t g;
+                for (g = 0; g < groups; ++g) {
+                    const uint32_t n = ebnn_group_size(nf, g), full = ((uint32_t)1 << n) - 1u;
+                    uint32_t mask = 0, j;
                     if (!p->pool) {
-                        fire = ebnn_conv_fires(p, in, oy, ox, f);
-                    } else if (p->fusion == EBNN_FUSION_RECOMPUTE) {
+                        mask = ebnn_conv_fire_mask(p, in, oy, ox, g);
+                    } else if (p->fusion == EBNN_FUSION_RECOMPUTE) { /* stop once every filter fired */
                         uint16_t dy, dx;
-                        for (dy = 0; dy < p->pool && !fire; ++dy) {
-                            for (dx = 0; dx < p->pool && !fire; ++dx) {
-                                fire = ebnn_conv_fires(p, in, (uint16_t)(oy * p->pool_stride + dy),
-                                                       (uint16_t)(ox * p->pool_stride + dx), f);
+                        for (dy = 0; dy < p->pool && mask != full; ++dy) {
+                            for (dx = 0; dx < p->pool && mask != full; ++dx) {
+                                mask |= ebnn_conv_fire_mask(p, in, (uint16_t)(oy * p->pool_stride + dy),
+                                                            (uint16_t)(ox * p->pool_stride + dx), g);
                             }
                         }
                     } else {
-                        fire = ebnn_pool_from(p, scratch, p->fusion == EBNN_FUSION_ROWBUFFER ? p->pool : p->conv.h,
-                                              oy, ox, f);
+                        const uint32_t held = p->fusion == EBNN_FUSION_ROWBUFFER ? p->pool : p->conv.h;
+                        for (j = 0; j < n; ++j) {
+                            f = (uint16_t)(g * EBNN_GROUP + j);
+                            mask |= (uint32_t)ebnn_pool_from(p, scratch, held, oy, ox, f) << j;
+                        }
                     }
-                    if (fire ^ ebnn_param_bit(p->flips, f)) {
-                        ebnn_set_bit(out, ((uint32_t)oy * wo + ox) * nf + f);
-                    }
+                    mask ^= ebnn_param_bits_at(p->flips, g * EBNN_GROUP, n);
+                    ebnn_or_bits(out, ((uint32_t)oy * wo + ox) * nf + g * EBNN_GROUP, mask, n);
                 }
             }
         }
@@ -264,43 +391,57 @@ ebnn_status ebnn_conv_block(const ebnn_conv_params *p, ebnn_input in, uint32_t *
 
 /* ---- dense, classifier, input ------------------------------------------------------------- */
 
-static int32_t ebnn_row_sum(ebnn_input in, const EBNN_PARAM uint32_t *w, uint32_t row, uint32_t n)
-{
-    return in.pixels ? ebnn_dot_pixels(in.pixels, 1u, w, row * n, n) : ebnn_dot_bits(in.bits, 0u, w, row * n, n);
-}
-
 ebnn_status ebnn_dense_block(const ebnn_dense_params *p, ebnn_input in, uint32_t *out)
 {
-    uint16_t u;
+    int32_t acc[EBNN_GROUP];
+    uint32_t g, j;
     if (!p || !out || (!in.pixels && !in.bits)) {
         return EBNN_E_NULL;
     }
     ebnn_clear_words(out, p->n_out);
-    for (u = 0; u < p->n_out; ++u) {
-        const int32_t s = ebnn_row_sum(in, p->weights, u, p->n_in);
-        if (ebnn_ge_threshold(p->thr16, p->thr32, u, s) ^ ebnn_param_bit(p->flips, u)) {
-            ebnn_set_bit(out, u);
+    for (g = 0; g * EBNN_GROUP < p->n_out; ++g) {
+        const uint32_t n = ebnn_group_size(p->n_out, g), f0 = g * EBNN_GROUP;
+        uint32_t mask = 0;
+        if (in.pixels) {
+            ebnn_dense_pixel_sums(in.pixels, p->n_in, p->weights, g, n, acc);
+        } else {
+            for (j = 0; j < n; ++j) {
+                acc[j] = ebnn_dot_bits(in.bits, 0u, p->weights, (f0 + j) * p->n_in, p->n_in);
+            }
         }
+        for (j = 0; j < n; ++j) {
+            mask |= (uint32_t)ebnn_ge_threshold(p->thr16, p->thr32, (uint16_t)(f0 + j), acc[j]) << j;
+        }
+        ebnn_or_bits(out, f0, mask ^ ebnn_param_bits_at(p->flips, f0, n), n);
     }
     return EBNN_OK;
 }
 
 int ebnn_classifier(const ebnn_classifier_params *p, ebnn_input in, int32_t *scores)
 {
-    uint16_t c;
+    int32_t acc[EBNN_GROUP];
+    uint32_t g, j;
     int best = 0;
     int32_t best_score = 0;
     if (!p || (!in.pixels && !in.bits)) {
         return EBNN_E_NULL;
     }
-    for (c = 0; c < p->classes; ++c) {
-        const int32_t score = p->scale[c] * ebnn_row_sum(in, p->weights, c, p->n_in) + p->offset[c];
-        if (scores) {
-            scores[c] = score;
+    for (g = 0; g * EBNN_GROUP < p->classes; ++g) {
+        const uint32_t n = ebnn_group_size(p->classes, g);
+        if (in.pixels) {
+            ebnn_dense_pixel_sums(in.pixels, p->n_in, p->weights, g, n, acc);
         }
-        if (c == 0 || score > best_score) {
-            best = (int)c;
-            best_score = score;
+        for (j = 0; j < n; ++j) {
+            const uint32_t c = g * EBNN_GROUP + j;
+            const int32_t s = in.pixels ? acc[j] : ebnn_dot_bits(in.bits, 0u, p->weights, c * p->n_in, p->n_in);
+            const int32_t score = p->scale[c] * s + p->offset[c];
+            if (scores) {
+                scores[c] = score;
+            }
+            if (c == 0 || score > best_score) {
+                best = (int)c;
+                best_score = score;
+            }
         }
     }
     return best;

@@ -13,7 +13,11 @@
  *    filter f, tap (ky, kx), channel c is bit ((f * K + ky) * K + kx) * C + c.
  *  - Dense weights (U, N) are streamed row after row: bit u * N + n, n indexing the input stream.
  *  - A first layer on raw pixels reads the caller's uint8 input in CHW order: pixel (c, y, x) is
- *    byte (c * H + y) * W + x; a dense first layer's column n is that byte index.
+ *    byte (c * H + y) * W + x; a dense first layer's column n is that byte index. Its taps are
+ *    numbered in (ky, kx, c) order for a conv, by byte index for a dense layer, and its weights are
+ *    stored grouped rather than streamed: word g * ceil(taps / 4) + q holds, in bits 4j .. 4j+3, the
+ *    weights of output 8g + j for taps 4q .. 4q+3 (bit 1 = +1; missing outputs and taps are 0). The
+ *    kernel sums 4 pixels' 16 subset sums once and every output of the group looks its sum up.
  *  - Padding is zero: a tap outside the input contributes nothing to the sum (it is skipped).
  *  - A block's output bit is (OR over its pool window of (S >= T)) XOR flip, where S is the
  *    integer sum of one output position and channel, T the channel's threshold (int16 or int32).

@@ -15,6 +15,7 @@ import jinja2
 import numpy as np
 
 from ebnn_core import ConvBlock, DenseBlock, Device, FoldedModel, memory_plan
+from ebnn_core.resources import PIXEL_GROUP
 from ebnn_core.semantics import BINARY_INPUT_THRESHOLD
 
 RUNTIME_DIR = Path(__file__).resolve().parent.parent / "c_runtime"
@@ -35,6 +36,20 @@ def _lines(values: np.ndarray, ctype: str) -> list[str]:
         items = [str(int(v)) for v in values]
     n = PER_LINE[ctype]
     return [", ".join(items[i:i + n]) + "," for i in range(0, len(items), n)]
+
+
+def pixel_group_words(weights_pm1: np.ndarray) -> np.ndarray:
+    """A first layer on raw pixels, (outputs, taps) ±1 -> the runtime's grouped layout: word g * nq + q
+    holds, in bits 4j..4j+3, the weights of output 8g + j for taps 4q..4q+3 (+1 = bit 1, missing = 0)."""
+    outputs, taps = weights_pm1.shape
+    groups, nq = -(-outputs // PIXEL_GROUP), -(-taps // 4)
+    bits = np.zeros((groups * PIXEL_GROUP, nq * 4), dtype=np.uint64)
+    bits[:outputs, :taps] = weights_pm1 > 0
+    o, t = np.meshgrid(np.arange(groups * PIXEL_GROUP), np.arange(nq * 4), indexing="ij")
+    shift = (4 * (o % PIXEL_GROUP) + t % 4).astype(np.uint64)
+    words = np.zeros(groups * nq, dtype=np.uint64)
+    np.add.at(words, ((o // PIXEL_GROUP) * nq + t // 4).ravel(), (bits << shift).ravel())
+    return words.astype(np.uint32)
 
 
 def _array(name: str, ctype: str, values: np.ndarray, comment: str) -> dict:
@@ -60,7 +75,13 @@ def build_context(fm: FoldedModel, device: Device) -> dict:
         i = ls.index
         on_pixels = i == 0 and spec.input_mode == "uint8"
         wname = f"ebnn_l{i}_weights"
-        arrays.append(_array(wname, "uint32_t", ly.weights, f"layer {i} ({ly.kind}): {ly.n_weight_bits} weight bits"))
+        if on_pixels:
+            words = pixel_group_words(ly.weights_pm1(ls.out_shape[0]))
+            note = f"{ly.n_weight_bits} weight bits on raw pixels, grouped by 8 outputs x 4 taps"
+        else:
+            words, note = ly.weights, f"{ly.n_weight_bits} weight bits"
+        assert words.size * 4 == lm.weight_bytes, (words.size, lm.weight_bytes)
+        arrays.append(_array(wname, "uint32_t", words, f"layer {i} ({ly.kind}): {note}"))
         step = {"index": i, "kind": ly.kind, "in_pixels": on_pixels,
                 "in_word": None if on_pixels else places[i - 1 + shift]}
         fields: list[tuple[str, str]] = []

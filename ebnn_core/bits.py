@@ -10,6 +10,8 @@
 - A dense weight matrix (U, N) is streamed row after row: bit u * N + n, where n indexes the input
   stream (so a dense layer after a conv block reads its input in HWC order).
 - Padding is zero: a tap outside the input contributes nothing to the sum (it is skipped).
+- The C runtime stores the weights of a first layer on raw pixels in a grouped layout of its own
+  (c_runtime/ebnn.h, codegen.generate.pixel_group_words); the FoldedModel keeps the streams above.
 """
 from __future__ import annotations
 

@@ -8,7 +8,8 @@
 The code generator allocates from `memory_plan`, so the estimate and the binary cannot drift.
 
 Storage (all streams in 32-bit words, ebnn_core.bits):
-- weights: ceil(bits / 32) words per layer, filters or rows concatenated without padding;
+- weights: ceil(bits / 32) words per layer, filters or rows concatenated without padding; a first
+  layer on raw pixels instead one word per (group of 8 outputs, chunk of 4 taps), see c_runtime/ebnn.h;
 - thresholds: int16 per channel when the layer's sum bound fits, else int32, the array padded to a
   whole word (an odd int16 count gets one unused entry); flips: a bit stream;
 - classifier: weights, int32 scale and int32 offset per class;
@@ -78,6 +79,14 @@ class Device:
 
 def stream_bytes(n_bits: int) -> int:
     return WORD_BYTES * words_for(n_bits)
+
+
+PIXEL_GROUP = 8  # outputs of a first layer on raw pixels computed together (EBNN_GROUP in ebnn.c)
+
+
+def pixel_weight_bytes(outputs: int, taps: int) -> int:
+    """A layer on raw pixels stores one 32-bit word per (group of 8 outputs, chunk of 4 taps)."""
+    return WORD_BYTES * -(-outputs // PIXEL_GROUP) * -(-taps // 4)
 
 
 def padded_bytes(n: int) -> int:
@@ -173,16 +182,16 @@ def memory_plan(spec: ArchSpec, device: Device) -> MemoryReport:
     layers = []
     for ls in spec.shapes():
         bound = sum_bound(spec, ls)
-        if ls.block is None:
-            nbits = ls.in_size * spec.classes
-            layers.append(LayerMemory(ls.index, "classifier", stream_bytes(nbits), 0, 0,
-                                      2 * 4 * spec.classes, 0, 0, ""))
-            continue
         f = ls.out_shape[0]
         taps = ls.block.kernel ** 2 * ls.in_shape[0] if isinstance(ls.block, ConvBlock) else ls.in_size
+        on_pixels = ls.index == 0 and spec.input_mode == "uint8"
+        weights = pixel_weight_bytes(f, taps) if on_pixels else stream_bytes(f * taps)
+        if ls.block is None:
+            layers.append(LayerMemory(ls.index, "classifier", weights, 0, 0, 2 * 4 * spec.classes, 0, 0, ""))
+            continue
         tb = threshold_bytes_each(bound)
         layers.append(LayerMemory(
-            ls.index, ls.block.kind, stream_bytes(f * taps), padded_bytes(f * tb), stream_bytes(f), 0,
+            ls.index, ls.block.kind, weights, padded_bytes(f * tb), stream_bytes(f), 0,
             stream_bytes(ls.out_size), _scratch(ls), "int16_t" if tb == 2 else "int32_t"))
     act_sizes = [lm.out_bytes for lm in layers if lm.kind != "classifier"]
     c, h, w = spec.input_shape

@@ -179,3 +179,30 @@ def test_cross_compiles_cleanly_integer_only(tmp_path, dev, k):
     mem = memory_plan(spec, d)
     assert sum(v for s, v in sizes.items() if s.startswith("ebnn_l")) == mem.params_bytes
     assert sizes.get("ebnn_arena", 0) == mem.activation_bytes + mem.scratch_bytes
+
+
+def _trained_preset_exact_on_mnist(name, tmp_path, mnist, epochs, subset):
+    from ebnn_core.data import ImageDataModule
+    from ebnn_core.training import train
+    from pipeline.config import arch_spec, compose, resolved
+
+    spec = arch_spec(resolved(compose("train", [f"arch={name}"])))
+    dm = ImageDataModule(mnist, batch_size=128, val_size=5000, seed=0, train_subset=subset)
+    model, _ = train(spec, dm, epochs=epochs, seed=0, progress=False, validate=False)
+    fm = fold(model)
+    out = build(fm, tmp_path, dev="host", flags=["-O2"])
+    assert_bit_exact(fm, mnist.test_x, out)  # every prediction and every score of the 10,000 images
+    ref_pred, _ = reference_predict(fm, mnist.test_x)
+    assert (ref_pred == mnist.test_y).mean() > 0.8
+
+
+@pytest.mark.parametrize("name", ["conv-1-le-ii", "mlp-2"])
+def test_trained_presets_bit_exact_on_whole_mnist_test_set(tmp_path, mnist, name):
+    _trained_preset_exact_on_mnist(name, tmp_path, mnist, epochs=1, subset=5000)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mlp-1", "mlp-2", "conv-1", "conv-2", "convpool-1", "convpool-2", "conv-1-le-i",
+                                  "conv-1-le-ii"])
+def test_every_trained_preset_bit_exact_on_whole_mnist_test_set(tmp_path, mnist, name):
+    _trained_preset_exact_on_mnist(name, tmp_path, mnist, epochs=1, subset=None)

@@ -23,13 +23,14 @@ def test_every_device_config_loads(name):
 def test_conv1_on_curie_by_hand():
     spec = ArchSpec((1, 28, 28), 10, (ConvBlock(12, 3),))
     m = memory_plan(spec, device("curie"))
-    # conv: 108 weight bits -> 4 words = 16 B; bound 9*255 fits int16: 24 B; 12 flip bits -> 4 B
-    # classifier: 26*26*12 = 8112 inputs * 10 = 81120 bits = 2535 words = 10140 B; scale+offset 80 B
-    assert m.params_bytes == 16 + 24 + 4 + 10140 + 80 == 10264
+    # conv on raw pixels: 2 groups of 8 filters x 3 chunks of 4 taps = 6 words = 24 B; bound 9*255 fits
+    # int16: 24 B; 12 flip bits -> 4 B. classifier: 26*26*12 = 8112 inputs * 10 = 81120 bits = 2535 words
+    # = 10140 B; scale+offset 80 B
+    assert m.params_bytes == 24 + 24 + 4 + 10140 + 80 == 10272
     assert m.activation_bytes == 1016  # 8112 bits = 254 words, one buffer
     assert (m.scratch_bytes, m.input_bytes, m.stack_bytes) == (0, 784, 256)
-    assert m.ram_bytes == 10264 + 1016 + 784 + 256  # params in RAM on the Curie
-    assert m.flash_bytes == 10264 and m.model_bytes == 10264 + 1016
+    assert m.ram_bytes == 10272 + 1016 + 784 + 256  # params in RAM on the Curie
+    assert m.flash_bytes == 10272 and m.model_bytes == 10272 + 1016
     assert m.layers[0].threshold_ctype == "int16_t"
 
 
@@ -49,6 +50,16 @@ def test_binary_pooled_dense_in_flash_by_hand():
     assert m.flash_bytes == 104 and m.model_bytes == 104 + 16 + 8
     assert memory_plan(_small("unfused"), device("cortex-m4")).scratch_bytes == 32  # 8x8x4 bits
     assert memory_plan(_small("recompute"), device("cortex-m4")).scratch_bytes == 0
+
+
+def test_pixel_layers_store_groups_of_8_outputs_by_chunks_of_4_taps():
+    d = device("host")
+    mlp = memory_plan(ArchSpec((1, 28, 28), 10, (DenseBlock(136),)), d)
+    assert mlp.layers[0].weight_bytes == 4 * 17 * 196 == 136 * 784 // 8  # no padding: 136 = 17 x 8
+    odd = memory_plan(ArchSpec((3, 9, 9), 2, (ConvBlock(9, 3),)), d)
+    assert odd.layers[0].weight_bytes == 4 * 2 * 7  # 9 filters -> 2 groups; 27 taps -> 7 chunks
+    binary = memory_plan(ArchSpec((3, 9, 9), 2, (ConvBlock(9, 3),), input_mode="binary"), d)
+    assert binary.layers[0].weight_bytes == 4 * 8  # 243 bits as a plain stream
 
 
 def test_int32_thresholds_when_pixel_sums_exceed_int16():
