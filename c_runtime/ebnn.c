@@ -104,7 +104,7 @@ static int32_t ebnn_dot_bits(const uint32_t *x, uint32_t xpos, const EBNN_PARAM 
  * The 16 subset sums of a chunk's 4 pixels are computed once and shared by the group: each output adds
  * the entry its 4 weight bits select (sum of the pixels whose weight is +1); then S = 2 * that - total.
  * Weights: one 32-bit word per (group, chunk), output j of the group in bits 4j..4j+3 (see ebnn.h). */
-static int32_t ebnn_chunk(int32_t *acc, uint32_t n, uint32_t word, const int32_t *v)
+static inline int32_t ebnn_chunk(int32_t *acc, uint32_t n, uint32_t word, const int32_t *v)
 {
     int32_t t[16];
     uint32_t i;
