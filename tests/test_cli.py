@@ -64,3 +64,11 @@ def test_train_stage_writes_metrics(tmp_path):
     assert m["test_accuracy"] > 0.5 and m["disagreements"] <= 10
     assert (out / "folded.npz").is_file() and (out / "arch.json").is_file()
     assert "reference_accuracy" in r.stdout  # the summary table
+
+
+def test_hydra_multirun_after_stage(tmp_path):
+    r = run_cli("train", "--multirun", "epochs=1", "train_subset=500", "arch=conv-1-le-ii,conv-1-le-i",
+                "progress=false", f"paths.artifacts={tmp_path}", f"hydra.sweep.dir={tmp_path}/multirun", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    for arch in ("conv-1-le-ii", "conv-1-le-i"):
+        assert (tmp_path / "train" / arch / "metrics.json").is_file()

@@ -176,6 +176,8 @@ def test_interrupted_search_resumes(tmp_path):
     (["objective_memory=stack"], "objective_memory=stack: choose one of"),
     (["n_trials=0"], "n_trials=0: must be a positive integer"),
     (["space.filters=[]"], "space.filters=[]: must be a non-empty list"),
+    (["space.conv_blocks=[3,3]", "space.filters=[512]", "space.stride=[1]", "space.padding=[1]", "space.pool=[0]",
+      "space.kernel=[3]"], "=1000: no candidate of the search space fits"),  # latency_ms=1000, the worst
 ])
 def test_search_bad_input(tmp_path, args, needle):
     r = run_cli("search", "profile=smoke", f"paths.artifacts={tmp_path}", *args)
@@ -183,3 +185,9 @@ def test_search_bad_input(tmp_path, args, needle):
     lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and needle in lines[0], r.stderr
     assert not (tmp_path / "search").exists()  # nothing started
+
+
+def test_hydra_flags_after_the_search_stage():
+    r = run_cli("search", "--cfg", "job", "ram_kb=8", "sampler=nsga2")
+    assert r.returncode == 0, r.stderr
+    assert "ram_kb: 8" in r.stdout and "name: nsga2" in r.stdout
