@@ -118,8 +118,15 @@ static inline int32_t ebnn_chunk(int32_t *acc, uint32_t n, uint32_t word, const 
     for (i = 0; i < 8u; ++i) {
         t[8u + i] = t[i] + v[3];
     }
-    for (i = 0; i < n; ++i, word >>= 4) {
-        acc[i] += t[word & 15u];
+    switch (n) { /* unrolled: each output of the group adds the subset sum its 4 weight bits select */
+    case 8: acc[7] += t[(word >> 28) & 15u]; /* fall through */
+    case 7: acc[6] += t[(word >> 24) & 15u]; /* fall through */
+    case 6: acc[5] += t[(word >> 20) & 15u]; /* fall through */
+    case 5: acc[4] += t[(word >> 16) & 15u]; /* fall through */
+    case 4: acc[3] += t[(word >> 12) & 15u]; /* fall through */
+    case 3: acc[2] += t[(word >> 8) & 15u]; /* fall through */
+    case 2: acc[1] += t[(word >> 4) & 15u]; /* fall through */
+    default: acc[0] += t[word & 15u];
     }
     return t[15];
 }
