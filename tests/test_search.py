@@ -191,3 +191,14 @@ def test_hydra_flags_after_the_search_stage():
     r = run_cli("search", "--cfg", "job", "ram_kb=8", "sampler=nsga2")
     assert r.returncode == 0, r.stderr
     assert "ram_kb: 8" in r.stdout and "name: nsga2" in r.stdout
+
+
+@pytest.mark.parametrize("sampler", ["nsga2", "random"])
+def test_other_samplers_run(tmp_path, sampler):
+    r = run_cli("search", "profile=smoke", f"sampler={sampler}", "n_trials=3", "progress=false",
+                "device=cortex-m0", "latency_ms=20", f"paths.artifacts={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "search" / "mnist-cortex-m0-ram16-lat20" / "pareto.json").read_text())
+    assert doc["n_trials"] == 3 and doc["budgets"]["latency_ms"] == 20
+    for p in doc["pareto"]:
+        assert p["metrics"]["ram_bytes"] <= 16 * 1024 and p["metrics"]["latency_ms_est"] <= 20
