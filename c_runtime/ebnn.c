@@ -2,6 +2,9 @@
 #include "ebnn.h"
 
 #define EBNN_GROUP 8u /* outputs computed together: one 32-bit word holds a group's 4-bit chunks */
+#ifndef EBNN_CONV_PASS
+#define EBNN_CONV_PASS 32u /* conv filters computed per pass over a window (a multiple of EBNN_GROUP, <= 32) */
+#endif
 
 /* ---- popcount, chosen per target ------------------------------------------------------------ */
 #if defined(EBNN_POPCOUNT_SWAR) && EBNN_POPCOUNT_SWAR
@@ -104,9 +107,23 @@ static int32_t ebnn_dot_bits(const uint32_t *x, uint32_t xpos, const EBNN_PARAM 
  * The 16 subset sums of a chunk's 4 pixels are computed once and shared by the group: each output adds
  * the entry its 4 weight bits select (sum of the pixels whose weight is +1); then S = 2 * that - total.
  * Weights: one 32-bit word per (group, chunk), output j of the group in bits 4j..4j+3 (see ebnn.h). */
-static inline int32_t ebnn_chunk(int32_t *acc, uint32_t n, uint32_t word, const int32_t *v)
+static inline void ebnn_lookup(int32_t *acc, uint32_t n, uint32_t word, const int32_t *t)
 {
-    int32_t t[16];
+    switch (n) { /* unrolled: each output of the group adds the subset sum its 4 weight bits select */
+    case 8: acc[7] += t[(word >> 28) & 15u]; /* fall through */
+    case 7: acc[6] += t[(word >> 24) & 15u]; /* fall through */
+    case 6: acc[5] += t[(word >> 20) & 15u]; /* fall through */
+    case 5: acc[4] += t[(word >> 16) & 15u]; /* fall through */
+    case 4: acc[3] += t[(word >> 12) & 15u]; /* fall through */
+    case 3: acc[2] += t[(word >> 8) & 15u]; /* fall through */
+    case 2: acc[1] += t[(word >> 4) & 15u]; /* fall through */
+    default: acc[0] += t[word & 15u];
+    }
+}
+
+/* The 16 subset sums of 4 pixel values; returns their total. */
+static inline int32_t ebnn_table(const int32_t *v, int32_t *t)
+{
     uint32_t i;
     t[0] = 0;
     t[1] = v[0];
@@ -118,17 +135,26 @@ static inline int32_t ebnn_chunk(int32_t *acc, uint32_t n, uint32_t word, const 
     for (i = 0; i < 8u; ++i) {
         t[8u + i] = t[i] + v[3];
     }
-    switch (n) { /* unrolled: each output of the group adds the subset sum its 4 weight bits select */
-    case 8: acc[7] += t[(word >> 28) & 15u]; /* fall through */
-    case 7: acc[6] += t[(word >> 24) & 15u]; /* fall through */
-    case 6: acc[5] += t[(word >> 20) & 15u]; /* fall through */
-    case 5: acc[4] += t[(word >> 16) & 15u]; /* fall through */
-    case 4: acc[3] += t[(word >> 12) & 15u]; /* fall through */
-    case 3: acc[2] += t[(word >> 8) & 15u]; /* fall through */
-    case 2: acc[1] += t[(word >> 4) & 15u]; /* fall through */
-    default: acc[0] += t[word & 15u];
-    }
     return t[15];
+}
+
+/* One chunk of 4 pixel values for n outputs (several groups): their 16 subset sums, then each group's
+ * word (groups nq words apart, chunk q) selects its outputs' sums. Returns the sum of the 4 values. */
+static inline int32_t ebnn_chunk(int32_t *acc, uint32_t n, const EBNN_PARAM uint32_t *words, uint32_t nq,
+                                 uint32_t q, const int32_t *v)
+{
+    int32_t t[16];
+    uint32_t i;
+    const int32_t total = ebnn_table(v, t);
+    if (n <= EBNN_GROUP) {
+        ebnn_lookup(acc, n, words[q], t);
+    } else {
+        for (i = 0; i * EBNN_GROUP < n; ++i) {
+            const uint32_t left = n - i * EBNN_GROUP;
+            ebnn_lookup(acc + i * EBNN_GROUP, left < EBNN_GROUP ? left : EBNN_GROUP, words[i * nq + q], t);
+        }
+    }
+    return total;
 }
 
 /* Group sums of a dense layer (or classifier) on n_in raw pixels. */
@@ -142,17 +168,20 @@ static void ebnn_dense_pixel_sums(const uint8_t *px, uint32_t n_in, const EBNN_P
     for (j = 0; j < n; ++j) {
         acc[j] = 0;
     }
+    int32_t t[16];
     for (q = 0; q + 1u < nq; ++q, px += 4) {
         v[0] = px[0];
         v[1] = px[1];
         v[2] = px[2];
         v[3] = px[3];
-        total += ebnn_chunk(acc, n, words[q], v);
+        total += ebnn_table(v, t);
+        ebnn_lookup(acc, n, words[q], t);
     }
     for (i = 0; i < 4u; ++i) { /* the last chunk may be partial */
         v[i] = q * 4u + i < n_in ? (int32_t)px[i] : 0;
     }
-    total += ebnn_chunk(acc, n, words[q], v);
+    total += ebnn_table(v, t);
+    ebnn_lookup(acc, n, words[q], t);
     for (j = 0; j < n; ++j) {
         acc[j] = 2 * acc[j] - total;
     }
@@ -171,12 +200,15 @@ static uint32_t ebnn_group_size(uint32_t outputs, uint32_t g)
     return left < EBNN_GROUP ? left : EBNN_GROUP;
 }
 
-/* Group sums of a conv on raw pixels at conv position (oy, ox): taps in (ky, kx, c) order, zero outside. */
-static void ebnn_conv_pixel_sums(const ebnn_conv_params *p, const uint8_t *px, uint16_t oy, uint16_t ox, uint32_t g,
+/* Sums of filters f0 .. f0 + n - 1 (f0 a multiple of EBNN_GROUP) of a conv on raw pixels at conv
+ * position (oy, ox): taps in (ky, kx, c) order, zero outside the input. */
+static void ebnn_conv_pixel_sums(const ebnn_conv_params *p, const uint8_t *px, uint16_t oy, uint16_t ox, uint32_t f0,
                                  uint32_t n, int32_t *acc)
 {
     const uint32_t k = p->kernel, c = p->in.c, h = p->in.h, w = p->in.w, plane = h * w;
-    const EBNN_PARAM uint32_t *words = p->weights + g * ((k * k * c + 3u) >> 2);
+    const uint32_t nq = (k * k * c + 3u) >> 2;
+    const EBNN_PARAM uint32_t *words = p->weights + (f0 / EBNN_GROUP) * nq;
+    uint32_t q = 0;
     const int32_t iy0 = (int32_t)oy * p->stride - p->padding;
     const int32_t ix0 = (int32_t)ox * p->stride - p->padding;
     int32_t total = 0, v[4];
@@ -191,7 +223,7 @@ static void ebnn_conv_pixel_sums(const ebnn_conv_params *p, const uint8_t *px, u
             for (kx = 0; kx < k; ++kx) {
                 v[fill++] = row[kx];
                 if (fill == 4u) {
-                    total += ebnn_chunk(acc, n, *words++, v);
+                    total += ebnn_chunk(acc, n, words, nq, q++, v);
                     fill = 0;
                 }
             }
@@ -209,7 +241,7 @@ static void ebnn_conv_pixel_sums(const ebnn_conv_params *p, const uint8_t *px, u
             for (ch = 0; ch < c; ++ch) {
                 v[fill++] = src ? (int32_t)src[ch * plane] : 0;
                 if (fill == 4u) {
-                    total += ebnn_chunk(acc, n, *words++, v);
+                    total += ebnn_chunk(acc, n, words, nq, q++, v);
                     fill = 0;
                 }
             }
@@ -219,7 +251,7 @@ static void ebnn_conv_pixel_sums(const ebnn_conv_params *p, const uint8_t *px, u
         while (fill < 4u) {
             v[fill++] = 0;
         }
-        total += ebnn_chunk(acc, n, *words, v);
+        total += ebnn_chunk(acc, n, words, nq, q, v);
     }
     for (j = 0; j < n; ++j) {
         acc[j] = 2 * acc[j] - total;
@@ -257,20 +289,30 @@ static void ebnn_conv_bit_sums(const ebnn_conv_params *p, const uint32_t *x, uin
     }
 }
 
-/* Bit j set when filter g * EBNN_GROUP + j fires (S >= T) at conv position (oy, ox), before pooling. */
-static uint32_t ebnn_conv_fire_mask(const ebnn_conv_params *p, ebnn_input in, uint16_t oy, uint16_t ox, uint32_t g)
+static uint32_t ebnn_pass_size(uint32_t filters, uint32_t b)
 {
-    int32_t acc[EBNN_GROUP];
-    const uint32_t f0 = g * EBNN_GROUP, n = ebnn_group_size(p->conv.c, g);
+    const uint32_t left = filters - b * EBNN_CONV_PASS;
+    return left < EBNN_CONV_PASS ? left : EBNN_CONV_PASS;
+}
+
+/* Bit j set when filter b * EBNN_CONV_PASS + j fires (S >= T) at conv position (oy, ox), before pooling. */
+static uint32_t ebnn_conv_fire_mask(const ebnn_conv_params *p, ebnn_input in, uint16_t oy, uint16_t ox, uint32_t b)
+{
+    int32_t acc[EBNN_CONV_PASS];
+    const uint32_t f0 = b * EBNN_CONV_PASS, n = ebnn_pass_size(p->conv.c, b);
     uint32_t j, mask = 0;
     if (in.pixels) {
-        ebnn_conv_pixel_sums(p, in.pixels, oy, ox, g, n, acc);
+        ebnn_conv_pixel_sums(p, in.pixels, oy, ox, f0, n, acc);
     } else {
         ebnn_conv_bit_sums(p, in.bits, oy, ox, f0, n, acc);
     }
-    for (j = 0; j < n; ++j) {
-        if (ebnn_ge_threshold(p->thr16, p->thr32, (uint16_t)(f0 + j), acc[j])) {
-            mask |= (uint32_t)1 << j;
+    if (p->thr16) {
+        for (j = 0; j < n; ++j) {
+            mask |= (uint32_t)(acc[j] >= (int32_t)p->thr16[f0 + j]) << j;
+        }
+    } else {
+        for (j = 0; j < n; ++j) {
+            mask |= (uint32_t)(acc[j] >= p->thr32[f0 + j]) << j;
         }
     }
     return mask;
@@ -318,14 +360,14 @@ static int ebnn_pool_from(const ebnn_conv_params *p, const uint32_t *buf, uint32
 static void ebnn_conv_row(const ebnn_conv_params *p, ebnn_input in, uint16_t y, uint16_t cols, uint32_t *buf,
                           uint32_t slot)
 {
-    const uint32_t fw = p->conv.c, rowbits = (uint32_t)p->conv.w * fw, groups = (fw + EBNN_GROUP - 1u) / EBNN_GROUP;
+    const uint32_t fw = p->conv.c, rowbits = (uint32_t)p->conv.w * fw, passes = (fw + EBNN_CONV_PASS - 1u) / EBNN_CONV_PASS;
     uint32_t g, j;
     uint16_t x;
     for (x = 0; x < cols; ++x) {
-        for (g = 0; g < groups; ++g) {
-            const uint32_t mask = ebnn_conv_fire_mask(p, in, y, x, g), n = ebnn_group_size(fw, g);
+        for (g = 0; g < passes; ++g) {
+            const uint32_t mask = ebnn_conv_fire_mask(p, in, y, x, g), n = ebnn_pass_size(fw, g);
             for (j = 0; j < n; ++j) {
-                const uint32_t i = slot * rowbits + (uint32_t)x * fw + g * EBNN_GROUP + j;
+                const uint32_t i = slot * rowbits + (uint32_t)x * fw + g * EBNN_CONV_PASS + j;
                 if ((mask >> j) & 1u) {
                     buf[i >> 5] |= (uint32_t)1 << (i & 31u);
                 } else {
@@ -339,14 +381,14 @@ static void ebnn_conv_row(const ebnn_conv_params *p, ebnn_input in, uint16_t y, 
 ebnn_status ebnn_conv_block(const ebnn_conv_params *p, ebnn_input in, uint32_t *out, uint32_t *scratch)
 {
     uint16_t nf, ho, wo, oy, ox, f;
-    uint32_t groups;
+    uint32_t passes;
     if (!p || !out || (!in.pixels && !in.bits) || (ebnn_conv_scratch_words(p) && !scratch)) {
         return EBNN_E_NULL;
     }
     nf = p->out.c;
     ho = p->out.h;
     wo = p->out.w;
-    groups = (nf + EBNN_GROUP - 1u) / EBNN_GROUP;
+    passes = (nf + EBNN_CONV_PASS - 1u) / EBNN_CONV_PASS;
     if (p->pool && p->fusion == EBNN_FUSION_UNFUSED) { /* the whole conv output, then pool */
         uint16_t y;
         for (y = 0; y < p->conv.h; ++y) {
@@ -367,8 +409,8 @@ ebnn_status ebnn_conv_block(const ebnn_conv_params *p, ebnn_input in, uint32_t *
             }
             for (ox = 0; ox < wo; ++ox) {
                 uint32_t g;
-                for (g = 0; g < groups; ++g) {
-                    const uint32_t n = ebnn_group_size(nf, g), full = ((uint32_t)1 << n) - 1u;
+                for (g = 0; g < passes; ++g) {
+                    const uint32_t n = ebnn_pass_size(nf, g), full = n >= 32u ? 0xFFFFFFFFu : ((uint32_t)1 << n) - 1u;
                     uint32_t mask = 0, j;
                     if (!p->pool) {
                         mask = ebnn_conv_fire_mask(p, in, oy, ox, g);
@@ -383,12 +425,12 @@ ebnn_status ebnn_conv_block(const ebnn_conv_params *p, ebnn_input in, uint32_t *
                     } else {
                         const uint32_t held = p->fusion == EBNN_FUSION_ROWBUFFER ? p->pool : p->conv.h;
                         for (j = 0; j < n; ++j) {
-                            f = (uint16_t)(g * EBNN_GROUP + j);
+                            f = (uint16_t)(g * EBNN_CONV_PASS + j);
                             mask |= (uint32_t)ebnn_pool_from(p, scratch, held, oy, ox, f) << j;
                         }
                     }
-                    mask ^= ebnn_param_bits_at(p->flips, g * EBNN_GROUP, n);
-                    ebnn_or_bits(out, ((uint32_t)oy * wo + ox) * nf + g * EBNN_GROUP, mask, n);
+                    mask ^= ebnn_param_bits_at(p->flips, g * EBNN_CONV_PASS, n);
+                    ebnn_or_bits(out, ((uint32_t)oy * wo + ox) * nf + g * EBNN_CONV_PASS, mask, n);
                 }
             }
         }
