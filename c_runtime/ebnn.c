@@ -92,6 +92,20 @@ static int32_t ebnn_dot_bits(const uint32_t *x, uint32_t xpos, const EBNN_PARAM 
         if (left) {
             diff += ebnn_popcount((*xp ^ *wp) & ebnn_low_mask(left));
         }
+    } else if ((xpos & 31u) == 0u) { /* input aligned (dense rows): each weight word from two */
+        const uint32_t *xp = x + (xpos >> 5);
+        const EBNN_PARAM uint32_t *wp = w + (wpos >> 5);
+        const uint32_t o = wpos & 31u;
+        for (; left >= 32u; left -= 32u, ++wp) {
+            diff += ebnn_popcount(*xp++ ^ ((wp[0] >> o) | (wp[1] << (32u - o))));
+        }
+        if (left) {
+            uint32_t wv = wp[0] >> o;
+            if (o + left > 32u) {
+                wv |= wp[1] << (32u - o);
+            }
+            diff += ebnn_popcount((*xp ^ wv) & ebnn_low_mask(left));
+        }
     } else {
         for (; left >= 32u; left -= 32u, xpos += 32u, wpos += 32u) {
             diff += ebnn_popcount(ebnn_bits_at(x, xpos, 32u) ^ ebnn_param_bits_at(w, wpos, 32u));
