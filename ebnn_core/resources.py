@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .arch import ArchSpec, ConvBlock, DenseBlock, LayerShape
+from .arch import ArchSpec, ConvBlock, LayerShape
 from .bits import words_for
 from .folded import sum_bound
 
