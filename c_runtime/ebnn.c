@@ -2,6 +2,9 @@
 #include "ebnn.h"
 
 #define EBNN_GROUP 8u /* outputs computed together: one 32-bit word holds a group's 4-bit chunks */
+#if defined(EBNN_PIXEL_GROUP) && EBNN_PIXEL_GROUP != 8
+#error "the generated weights use a pixel group size this runtime does not implement"
+#endif
 #ifndef EBNN_CONV_PASS
 #define EBNN_CONV_PASS 32u /* conv filters computed per pass over a window (a multiple of EBNN_GROUP, <= 32) */
 #endif

@@ -123,6 +123,7 @@ def build_context(fm: FoldedModel, device: Device) -> dict:
         "arch_hash": spec.short_hash(), "arch_desc": spec.describe(), "arch_json": spec.to_json(),
         "device": device.name, "params_in": device.params_in, "popcount": device.popcount,
         "conv_pass": 8 if device.word_bits <= 16 else 32,  # small cores: a smaller stack frame
+        "pixel_group": PIXEL_GROUP,
         "input_shape": spec.input_shape, "input_size": int(np.prod(spec.input_shape)), "classes": spec.classes,
         "mem": mem.as_dict(), "arena_bytes": mem.activation_bytes + mem.scratch_bytes, "arena_words": arena_words,
         "arena_places": [list(p) for p in mem.arena], "scratch_offset": mem.activation_bytes,
