@@ -18,6 +18,7 @@ from typing import Any, Union
 
 INPUT_MODES = ("uint8", "binary")
 FUSIONS = ("recompute", "rowbuffer", "unfused")
+FUSION_CODES = {"recompute": "r", "rowbuffer": "b", "unfused": "u"}  # one letter each in describe()
 
 
 class ArchSpecError(ValueError):
@@ -187,7 +188,9 @@ class ArchSpec:
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:12]
 
     def describe(self) -> str:
-        """One line for tables: e.g. 'u8 C8k3p1P2r-C16k3-D64'."""
+        """One line for tables, e.g. 'u8-C8k3p1P2r-C16k3-D64': input mode, then per block C<filters>k<kernel>
+        [s<stride>][p<padding>][P<pool>[s<pool stride>]<fusion: r recompute, b rowbuffer, u unfused>] or
+        D<units>."""
         parts = ["u8" if self.input_mode == "uint8" else "bin"]
         for b in self.blocks:
             if isinstance(b, ConvBlock):
@@ -197,7 +200,7 @@ class ArchSpec:
                 if b.pool:
                     s += f"P{b.pool}"
                     s += f"s{b.effective_pool_stride}" if b.effective_pool_stride != b.pool else ""
-                    s += b.fusion[0]
+                    s += FUSION_CODES[b.fusion]
                 parts.append(s)
             else:
                 parts.append(f"D{b.units}")

@@ -57,3 +57,9 @@ def test_from_dict_rejects_unknown_keys_and_kinds():
         ArchSpec.from_dict({"input_shape": [1, 8, 8], "classes": 2, "blocks": [{"kind": "conv", "filter": 3}]})
     with pytest.raises(ArchSpecError, match="input_mode"):
         ArchSpec((1, 8, 8), 2, (), input_mode="float")
+
+
+def test_describe_names_every_fusion_apart():
+    descs = {ArchSpec((1, 8, 8), 2, (ConvBlock(4, 3, pool=2, fusion=f),)).describe() for f in
+             ("recompute", "rowbuffer", "unfused")}
+    assert descs == {"u8-C4k3P2r", "u8-C4k3P2b", "u8-C4k3P2u"}
