@@ -57,12 +57,14 @@ def main() -> None:
         spec = arch_spec(d)
         fm = fold(randomize(BNN(spec), 0))
         with tempfile.TemporaryDirectory() as tmp:
-            out = generate(fm, device(d), Path(tmp) / "lib")
+            dev = device(d)
+            out = generate(fm, dev, Path(tmp) / "lib")
             shutil.copyfile(NAIVE, out / "naive_ebnn.c")
             (out / "images.u8").write_bytes(test.tobytes())
-            for exe, rt in (("ours", "ebnn.c"), ("naive", "naive_ebnn.c")):
-                subprocess.run(["gcc", "-std=c99", "-O2", "-I.", "main.c", "model.c", rt, "-o", exe], cwd=out,
-                               check=True)
+            cflags = [f for f in dev.toolchain.get("cflags", []) if f != "-O2"]
+            for exe, extra in (("ours", ["ebnn.c"]), ("naive", ["-DEBNN_SPECIALIZE=0", "naive_ebnn.c"])):
+                subprocess.run(["gcc", "-std=c99", "-O2", *cflags, "-I.", "main.c", "model.c", *extra, "-o", exe],
+                               cwd=out, check=True)
             res = [subprocess.run([f"./{e}", "-s", "images.u8"], cwd=out, capture_output=True, text=True,
                                   check=True).stdout for e in ("ours", "naive")]
             if res[0] != res[1]:

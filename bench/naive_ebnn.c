@@ -13,11 +13,24 @@ static int nv_pbit(const EBNN_PARAM uint32_t *s, long i)
     return (int)((s[i / 32] >> (i % 32)) & 1u);
 }
 
-/* A first layer on raw pixels stores its weights grouped (see ebnn.h): output o, tap t of taps. */
+/* A dense layer on raw pixels stores its weights grouped (see ebnn.h): output o, pixel t of taps. */
 static int nv_pixel_weight(const EBNN_PARAM uint32_t *w, long o, long t, long taps)
 {
     long nq = (taps + 3) / 4;
     return (int)((w[(o / 8) * nq + t / 4] >> (4 * (o % 8) + t % 4)) & 1u);
+}
+
+/* A conv on raw pixels: a byte per (filter, kernel row, chunk of 4 of the row's k * c taps). */
+static int nv_pixel_conv_weight(const EBNN_PARAM uint8_t *b, long f, long ky, long t, long k, long c)
+{
+    long cq = (k * c + 3) / 4;
+    return (int)((b[(f * k + ky) * cq + t / 4] >> (t % 4)) & 1u);
+}
+
+/* Binary layers pad each filter or row to whole words. */
+static long nv_row_bits(long n)
+{
+    return (n + 31) / 32 * 32;
 }
 
 static void nv_put(uint32_t *s, long i, int v)
@@ -55,8 +68,8 @@ static int nv_conv_fires(const ebnn_conv_params *p, ebnn_input in, long oy, long
             for (c = 0; c < p->in.c; ++c) {
                 int32_t v = nv_value(in, p->in, c, iy, ix);
                 long tap = (ky * k + kx) * p->in.c + c;
-                int bit = in.pixels ? nv_pixel_weight(p->weights, f, tap, k * k * p->in.c)
-                                    : nv_pbit(p->weights, f * k * k * p->in.c + tap);
+                int bit = in.pixels ? nv_pixel_conv_weight(p->chunks, f, ky, kx * p->in.c + c, k, p->in.c)
+                                    : nv_pbit(p->weights, f * nv_row_bits(k * k * p->in.c) + tap);
                 s += bit ? v : -v;
             }
         }
@@ -100,7 +113,7 @@ static int32_t nv_row(ebnn_input in, const EBNN_PARAM uint32_t *w, long row, lon
     int32_t s = 0;
     for (i = 0; i < n; ++i) {
         int32_t v = in.pixels ? (int32_t)in.pixels[i] : (nv_bit(in.bits, i) ? 1 : -1);
-        int bit = in.pixels ? nv_pixel_weight(w, row, i, n) : nv_pbit(w, row * n + i);
+        int bit = in.pixels ? nv_pixel_weight(w, row, i, n) : nv_pbit(w, row * nv_row_bits(n) + i);
         s += bit ? v : -v;
     }
     return s;

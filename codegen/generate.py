@@ -15,20 +15,23 @@ import jinja2
 import numpy as np
 
 from ebnn_core import ConvBlock, DenseBlock, Device, FoldedModel, memory_plan
-from ebnn_core.resources import PIXEL_GROUP
+from ebnn_core.bits import words_for
+from ebnn_core.resources import PIXEL_GROUP, padded_bytes, pixel_conv_chunks
 from ebnn_core.semantics import BINARY_INPUT_THRESHOLD
 
 RUNTIME_DIR = Path(__file__).resolve().parent.parent / "c_runtime"
-RUNTIME_FILES = ("ebnn.h", "ebnn.c")
+RUNTIME_FILES = ("ebnn.h", "ebnn_kernels.h", "ebnn.c")
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 FUSION_C = {"recompute": "EBNN_FUSION_RECOMPUTE", "rowbuffer": "EBNN_FUSION_ROWBUFFER", "unfused": "EBNN_FUSION_UNFUSED"}
 LIBRARY_FILES = ("model.h", "model.c", "ebnn_config.h") + RUNTIME_FILES
-PER_LINE = {"uint32_t": 6, "int16_t": 12, "int32_t": 6}
+PER_LINE = {"uint32_t": 6, "int16_t": 12, "int32_t": 6, "uint8_t": 16}
 
 
 def _lines(values: np.ndarray, ctype: str) -> list[str]:
     if ctype == "uint32_t":
         items = [f"0x{int(v):08X}u" for v in values]
+    elif ctype == "uint8_t":
+        items = [f"0x{int(v):02X}u" for v in values]
     elif ctype == "int32_t":
         # INT32_MIN cannot be written as a literal; no folded value reaches it (|T| <= bound + 1)
         items = [f"{int(v)}L" if int(v) >= -2147483647 else "(-2147483647L - 1)" for v in values]
@@ -52,6 +55,29 @@ def pixel_group_words(weights_pm1: np.ndarray) -> np.ndarray:
     return words.astype(np.uint32)
 
 
+def pixel_conv_bytes(weights_pm1: np.ndarray, kernel: int, channels: int) -> np.ndarray:
+    """A conv on raw pixels, (filters, K*K*C) ±1 in (ky, kx, c) order -> one byte per (filter, kernel row
+    ky, chunk r of up to 4 of the row's K*C taps): bit i is tap 4r + i of the row (+1 = 1), byte
+    (f * K + ky) * ceil(K*C / 4) + r; the array padded with zeros to a whole word."""
+    f = weights_pm1.shape[0]
+    kc = kernel * channels
+    cq = -(-kc // 4)
+    rows = np.zeros((f, kernel, cq * 4), dtype=np.uint8)
+    rows[:, :, :kc] = (weights_pm1 > 0).reshape(f, kernel, kc)
+    chunks = (rows.reshape(f, kernel, cq, 4) << np.arange(4, dtype=np.uint8)).sum(axis=3).astype(np.uint8)
+    out = np.zeros(padded_bytes(f * pixel_conv_chunks(kernel, channels)), dtype=np.uint8)
+    out[:chunks.size] = chunks.reshape(-1)
+    return out
+
+
+def padded_rows(weights_pm1: np.ndarray) -> np.ndarray:
+    """(rows, n) ±1 -> each row a bit stream of ceil(n / 32) words (LSB first, +1 = 1), rows back to back."""
+    rows, n = weights_pm1.shape
+    bits = np.zeros((rows, words_for(n) * 32), dtype=np.uint8)
+    bits[:, :n] = weights_pm1 > 0
+    return np.packbits(bits.reshape(-1), bitorder="little").view("<u4").astype(np.uint32)
+
+
 def _array(name: str, ctype: str, values: np.ndarray, comment: str) -> dict:
     values = np.asarray(values)
     return {"name": name, "ctype": ctype, "count": int(values.size), "lines": _lines(values.reshape(-1), ctype),
@@ -64,7 +90,7 @@ def build_context(fm: FoldedModel, device: Device) -> dict:
     shapes = spec.shapes()
     arrays: list[dict] = []
     steps: list[dict] = []
-    arena_words = (mem.activation_bytes + mem.scratch_bytes) // 4
+    arena_words = mem.arena_bytes // 4
     places = [off // 4 for off, _ in mem.arena]  # word offsets of the packed layers, in order
     scratch_word = mem.activation_bytes // 4
     shift = 1 if spec.input_mode == "binary" else 0  # places[0] holds the binarized input in binary mode
@@ -75,13 +101,21 @@ def build_context(fm: FoldedModel, device: Device) -> dict:
         i = ls.index
         on_pixels = i == 0 and spec.input_mode == "uint8"
         wname = f"ebnn_l{i}_weights"
-        if on_pixels:
-            words = pixel_group_words(ly.weights_pm1(ls.out_shape[0]))
-            note = f"{ly.n_weight_bits} weight bits on raw pixels, grouped by 8 outputs x 4 taps"
+        pm1 = ly.weights_pm1(ls.out_shape[0] if ls.block is not None else spec.classes)
+        conv_on_pixels = on_pixels and isinstance(ls.block, ConvBlock)
+        if conv_on_pixels:
+            wctype = "uint8_t"
+            words = pixel_conv_bytes(pm1, ls.block.kernel, ls.in_shape[0])
+            note = f"{ly.n_weight_bits} weight bits on raw pixels, a byte per (filter, kernel row, 4 taps)"
+        elif on_pixels:
+            wctype = "uint32_t"
+            words = pixel_group_words(pm1)
+            note = f"{ly.n_weight_bits} weight bits on raw pixels, grouped by 8 outputs x 4 pixels"
         else:
-            words, note = ly.weights, f"{ly.n_weight_bits} weight bits"
-        assert words.size * 4 == lm.weight_bytes, (words.size, lm.weight_bytes)
-        arrays.append(_array(wname, "uint32_t", words, f"layer {i} ({ly.kind}): {note}"))
+            wctype = "uint32_t"
+            words, note = padded_rows(pm1), f"{ly.n_weight_bits} weight bits, each filter or row padded to words"
+        assert words.nbytes == lm.weight_bytes, (words.nbytes, lm.weight_bytes)
+        arrays.append(_array(wname, wctype, words, f"layer {i} ({ly.kind}): {note}"))
         step = {"index": i, "kind": ly.kind, "in_pixels": on_pixels,
                 "in_word": None if on_pixels else places[i - 1 + shift]}
         fields: list[tuple[str, str]] = []
@@ -104,7 +138,8 @@ def build_context(fm: FoldedModel, device: Device) -> dict:
             fields += [("in.c", c), ("in.h", h), ("in.w", w), ("conv.c", f), ("conv.h", h1), ("conv.w", w1),
                        ("out.c", f), ("out.h", ho), ("out.w", wo), ("kernel", b.kernel), ("stride", b.stride),
                        ("padding", b.padding), ("pool", b.pool), ("pool_stride", b.effective_pool_stride),
-                       ("fusion", FUSION_C[b.fusion]), ("weights", wname)] + thr_fields
+                       ("fusion", FUSION_C[b.fusion]), ("weights", "NULL" if conv_on_pixels else wname),
+                       ("chunks", wname if conv_on_pixels else "NULL")] + thr_fields
             step["comment"] = f"block {i}: conv {b}"
             step["scratch"] = f"ebnn_arena + {scratch_word}" if lm.scratch_bytes else "NULL"
         elif isinstance(ls.block, DenseBlock):
@@ -123,11 +158,15 @@ def build_context(fm: FoldedModel, device: Device) -> dict:
         "arch_hash": spec.short_hash(), "arch_desc": spec.describe(), "arch_json": spec.to_json(),
         "device": device.name, "params_in": device.params_in, "popcount": device.popcount,
         "conv_pass": 8 if device.word_bits <= 16 else 32,  # small cores: a smaller stack frame
+        "window_words": max([words_for(ls.block.kernel ** 2 * ls.in_shape[0]) for ls in shapes
+                             if isinstance(ls.block, ConvBlock) and not (ls.index == 0 and spec.input_mode == "uint8")]
+                            or [1]) + 1,  # + 1: the generic (ebnn.c) path may touch one word more
         "pixel_group": PIXEL_GROUP,
+        "pixel_lanes": device.word_bits > 16,
         "input_shape": spec.input_shape, "input_size": int(np.prod(spec.input_shape)), "classes": spec.classes,
-        "mem": mem.as_dict(), "arena_bytes": mem.activation_bytes + mem.scratch_bytes, "arena_words": arena_words,
+        "mem": mem.as_dict(), "arena_bytes": mem.arena_bytes, "arena_words": arena_words,
         "arena_places": [list(p) for p in mem.arena], "scratch_offset": mem.activation_bytes,
-        "arrays": arrays, "steps": steps,
+        "arrays": arrays, "steps": steps, "has_blocks": any(s["kind"] in ("conv", "dense") for s in steps),
     }
 
 

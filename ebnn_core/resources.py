@@ -8,14 +8,16 @@
 The code generator allocates from `memory_plan`, so the estimate and the binary cannot drift.
 
 Storage (all streams in 32-bit words, ebnn_core.bits):
-- weights: ceil(bits / 32) words per layer, filters or rows concatenated without padding; a first
-  layer on raw pixels instead one word per (group of 8 outputs, chunk of 4 taps), see c_runtime/ebnn.h;
+- weights (layouts in c_runtime/ebnn.h): on a bit stream, each filter or row padded to whole words;
+  a conv on raw pixels one byte per (filter, kernel row, chunk of up to 4 taps of the row), the
+  array padded to a word; a dense layer on raw pixels one word per (8 outputs, 4 pixels);
 - thresholds: int16 per channel when the layer's sum bound fits, else int32, the array padded to a
   whole word (an odd int16 count gets one unused entry); flips: a bit stream;
 - classifier: weights, int32 scale and int32 offset per class;
 - activations: one arena; layer i's packed output sits at its start (i even) or its end (i odd),
   so the arena is the largest pair of consecutive packed layers (the binarized input is layer 0 in
-  binary mode; on raw pixels the first block reads the caller's input buffer);
+  binary mode; on raw pixels the first block reads the caller's input buffer), plus 8 bytes of read
+  slack at its end (a kernel reads up to 8 bytes from the first byte of a run of bits);
 - scratch, per pooled conv block by fusion: recompute 0; rowbuffer `pool` rows of conv output bits;
   unfused the whole conv output; the scratch region is the largest over blocks.
 """
@@ -85,8 +87,25 @@ PIXEL_GROUP = 8  # outputs of a first layer on raw pixels computed together (EBN
 
 
 def pixel_weight_bytes(outputs: int, taps: int) -> int:
-    """A layer on raw pixels stores one 32-bit word per (group of 8 outputs, chunk of 4 taps)."""
+    """A dense layer on raw pixels stores one 32-bit word per (group of 8 outputs, chunk of 4 pixels)."""
     return WORD_BYTES * -(-outputs // PIXEL_GROUP) * -(-taps // 4)
+
+
+def pixel_conv_chunks(kernel: int, channels: int) -> int:
+    """Chunks per filter of a conv on raw pixels: each kernel row's K * C taps in runs of up to 4."""
+    return kernel * -(-(kernel * channels) // 4)
+
+
+def weight_bytes(spec: ArchSpec, ls: LayerShape) -> int:
+    """The weight array of one layer as the C runtime stores it (layouts: c_runtime/ebnn.h)."""
+    f = ls.out_shape[0]
+    b = ls.block
+    if ls.index == 0 and spec.input_mode == "uint8":
+        if isinstance(b, ConvBlock):
+            return padded_bytes(f * pixel_conv_chunks(b.kernel, ls.in_shape[0]))
+        return pixel_weight_bytes(f, ls.in_size)
+    taps = b.kernel ** 2 * ls.in_shape[0] if isinstance(b, ConvBlock) else ls.in_size
+    return f * stream_bytes(taps)
 
 
 def padded_bytes(n: int) -> int:
@@ -122,6 +141,7 @@ class MemoryReport:
     params_bytes: int
     activation_bytes: int
     scratch_bytes: int
+    slack_bytes: int  # read slack after the arena (READ_SLACK_BYTES when there is an arena)
     input_bytes: int
     stack_bytes: int
     params_in: str
@@ -131,7 +151,12 @@ class MemoryReport:
     def ram_bytes(self) -> int:
         """Everything the device holds in RAM for one inference."""
         params = self.params_bytes if self.params_in == "ram" else 0
-        return params + self.activation_bytes + self.scratch_bytes + self.input_bytes + self.stack_bytes
+        return params + self.arena_bytes + self.input_bytes + self.stack_bytes
+
+    @property
+    def arena_bytes(self) -> int:
+        """The one static arena of the generated C: activations, then scratch, then the read slack."""
+        return self.activation_bytes + self.scratch_bytes + self.slack_bytes
 
     @property
     def flash_bytes(self) -> int:
@@ -141,7 +166,7 @@ class MemoryReport:
     @property
     def model_bytes(self) -> int:
         """The paper's accounting: parameters plus temporaries."""
-        return self.params_bytes + self.activation_bytes + self.scratch_bytes
+        return self.params_bytes + self.arena_bytes
 
     def as_dict(self) -> dict[str, int | str]:
         return {
@@ -151,6 +176,7 @@ class MemoryReport:
             "params_bytes": self.params_bytes,
             "activation_bytes": self.activation_bytes,
             "scratch_bytes": self.scratch_bytes,
+            "slack_bytes": self.slack_bytes,
             "input_bytes": self.input_bytes,
             "stack_bytes": self.stack_bytes,
             "params_in": self.params_in,
@@ -169,6 +195,9 @@ def _scratch(ls: LayerShape) -> int:
     return 0
 
 
+READ_SLACK_BYTES = 8  # after the arena: a kernel reads up to 8 bytes from a run's first byte
+
+
 def arena_plan(sizes: list[int]) -> tuple[int, tuple[tuple[int, int], ...]]:
     """Place packed layers alternately at the start and the end of one arena; return (size, places)."""
     if not sizes:
@@ -183,9 +212,7 @@ def memory_plan(spec: ArchSpec, device: Device) -> MemoryReport:
     for ls in spec.shapes():
         bound = sum_bound(spec, ls)
         f = ls.out_shape[0]
-        taps = ls.block.kernel ** 2 * ls.in_shape[0] if isinstance(ls.block, ConvBlock) else ls.in_size
-        on_pixels = ls.index == 0 and spec.input_mode == "uint8"
-        weights = pixel_weight_bytes(f, taps) if on_pixels else stream_bytes(f * taps)
+        weights = weight_bytes(spec, ls)
         if ls.block is None:
             layers.append(LayerMemory(ls.index, "classifier", weights, 0, 0, 2 * 4 * spec.classes, 0, 0, ""))
             continue
@@ -198,11 +225,13 @@ def memory_plan(spec: ArchSpec, device: Device) -> MemoryReport:
     if spec.input_mode == "binary":
         act_sizes = [stream_bytes(c * h * w)] + act_sizes
     act, places = arena_plan(act_sizes)
+    scratch = max((lm.scratch_bytes for lm in layers), default=0)
     return MemoryReport(
         layers=tuple(layers),
         params_bytes=sum(lm.params_bytes for lm in layers),
         activation_bytes=act,
-        scratch_bytes=max((lm.scratch_bytes for lm in layers), default=0),
+        scratch_bytes=scratch,
+        slack_bytes=READ_SLACK_BYTES if act + scratch else 0,
         input_bytes=c * h * w,
         stack_bytes=int(device.stack_bytes),
         params_in=device.params_in,

@@ -71,13 +71,27 @@ def test_random_architectures_bit_exact_under_sanitizers(tmp_path_factory, spec,
     assert_bit_exact(fm, x, out)
 
 
-@pytest.mark.parametrize("cc", ["gcc", "clang"])
+# Every code path of the runtime, run on this machine: both compilers; the 32-bit paths (word reads,
+# two lanes per word); the block API of ebnn.c instead of the kernels inlined per layer; the 8-bit
+# configuration (subset-sum tables only, passes of 8); the host's popcount instruction.
+VARIANTS = {
+    "gcc": ("gcc", "curie", []),
+    "clang": ("clang", "curie", []),
+    "gcc-m32": ("gcc", "curie", ["-m32"]),
+    "block-api": ("gcc", "curie", ["-DEBNN_SPECIALIZE=0"]),
+    "avr-config": ("gcc", "avr", []),
+    "host-popcnt": ("gcc", "host", ["-mpopcnt"]),
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("k", range(len(FEATURES)))
-def test_feature_specs_warning_free_and_exact(tmp_path, cc, k):
+def test_feature_specs_warning_free_and_exact(tmp_path, variant, k):
+    cc, dev, flags = VARIANTS[variant]
     assert shutil.which(cc), f"{cc} missing: scripts/setup.sh installs it"
     spec = FEATURES[k]
     fm = fold(randomize(BNN(spec), k))
-    out = build(fm, tmp_path, cc=cc, flags=SANITIZE)
+    out = build(fm, tmp_path, dev=dev, cc=cc, flags=SANITIZE + flags)
     x = np.random.default_rng(k).integers(0, 256, (200,) + spec.input_shape, dtype=np.uint8)
     assert_bit_exact(fm, x, out)
 
@@ -104,7 +118,7 @@ def test_object_sizes_equal_memory_model(tmp_path, dev, k):
     subprocess.run(["gcc", *STRICT, "-O2", "-I.", "-c", "model.c"], cwd=out, check=True)
     sizes = _symbol_sizes(out / "model.o")
     assert sum(v for s, v in sizes.items() if s.startswith("ebnn_l")) == mem.params_bytes
-    assert sizes.get("ebnn_arena", 0) == mem.activation_bytes + mem.scratch_bytes
+    assert sizes.get("ebnn_arena", 0) == mem.arena_bytes
     curie = [f for f in device("curie").toolchain["cflags"] if f not in ("-static", "-no-pie")]
     subprocess.run(["gcc", *curie, *STRICT, "-I.", "-c", "model.c", "-o", "model32.o"], cwd=out, check=True)
     r = subprocess.run(["size", "-A", "model32.o"], cwd=out, capture_output=True, text=True, check=True)
@@ -114,7 +128,7 @@ def test_object_sizes_equal_memory_model(tmp_path, dev, k):
         assert sec.get(".data", 0) == mem.params_bytes
     else:
         assert sec.get(".data", 0) == 0 and const >= mem.params_bytes
-    assert sec.get(".bss", 0) == mem.activation_bytes + mem.scratch_bytes
+    assert sec.get(".bss", 0) == mem.arena_bytes
 
 
 def test_library_folder_is_self_contained(tmp_path):
@@ -178,7 +192,7 @@ def test_cross_compiles_cleanly_integer_only(tmp_path, dev, k):
     sizes = {p[3]: int(p[1], 16) for p in (ln.split() for ln in r.stdout.splitlines()) if len(p) == 4}
     mem = memory_plan(spec, d)
     assert sum(v for s, v in sizes.items() if s.startswith("ebnn_l")) == mem.params_bytes
-    assert sizes.get("ebnn_arena", 0) == mem.activation_bytes + mem.scratch_bytes
+    assert sizes.get("ebnn_arena", 0) == mem.arena_bytes
 
 
 def _trained_preset_exact_on_mnist(name, tmp_path, mnist, epochs, subset):

@@ -23,14 +23,15 @@ def test_every_device_config_loads(name):
 def test_conv1_on_curie_by_hand():
     spec = ArchSpec((1, 28, 28), 10, (ConvBlock(12, 3),))
     m = memory_plan(spec, device("curie"))
-    # conv on raw pixels: 2 groups of 8 filters x 3 chunks of 4 taps = 6 words = 24 B; bound 9*255 fits
-    # int16: 24 B; 12 flip bits -> 4 B. classifier: 26*26*12 = 8112 inputs * 10 = 81120 bits = 2535 words
-    # = 10140 B; scale+offset 80 B
-    assert m.params_bytes == 24 + 24 + 4 + 10140 + 80 == 10272
+    # conv on raw pixels: 12 filters x 3 kernel rows x 1 chunk (3 taps) = 36 bytes; bound 9*255 fits
+    # int16: 24 B; 12 flip bits -> 4 B. classifier: 10 rows of 26*26*12 = 8112 bits, each padded to 254
+    # words = 10160 B; scale+offset 80 B
+    assert m.params_bytes == 36 + 24 + 4 + 10160 + 80 == 10304
     assert m.activation_bytes == 1016  # 8112 bits = 254 words, one buffer
-    assert (m.scratch_bytes, m.input_bytes, m.stack_bytes) == (0, 784, 256)
-    assert m.ram_bytes == 10272 + 1016 + 784 + 256  # params in RAM on the Curie
-    assert m.flash_bytes == 10272 and m.model_bytes == 10272 + 1016
+    assert (m.scratch_bytes, m.slack_bytes, m.input_bytes, m.stack_bytes) == (0, 8, 784, 256)
+    assert m.arena_bytes == 1016 + 8
+    assert m.ram_bytes == 10304 + 1016 + 8 + 784 + 256  # params in RAM on the Curie
+    assert m.flash_bytes == 10304 and m.model_bytes == 10304 + 1016 + 8
     assert m.layers[0].threshold_ctype == "int16_t"
 
 
@@ -41,25 +42,27 @@ def _small(fusion: str) -> ArchSpec:
 
 def test_binary_pooled_dense_in_flash_by_hand():
     m = memory_plan(_small("rowbuffer"), device("cortex-m4"))
-    # conv 8 + 8 + 4, dense 40 + 12 (5 int16 thresholds padded to a word) + 4, classifier 4 + 24
-    assert m.params_bytes == 104
+    # conv 4 filters x 1 word (9 bits padded) + 8 + 4, dense 5 rows x 2 words + 12 (5 int16 thresholds
+    # padded to a word) + 4, classifier 3 rows x 1 word + 24
+    assert m.params_bytes == 16 + 8 + 4 + 40 + 12 + 4 + 12 + 24 == 120
     # arena: input bits 8 B, conv out 8 B, dense out 4 B -> largest consecutive pair 16 B
     assert m.activation_bytes == 16 and m.arena == ((0, 8), (8, 8), (0, 4))
     assert m.scratch_bytes == 8  # two rows of 8 x 4 channels = 64 bits
-    assert m.ram_bytes == 16 + 8 + 64 + 256  # params in flash
-    assert m.flash_bytes == 104 and m.model_bytes == 104 + 16 + 8
+    assert m.ram_bytes == 16 + 8 + 8 + 64 + 256  # params in flash; 8 bytes of read slack
+    assert m.flash_bytes == 120 and m.model_bytes == 120 + 16 + 8 + 8
     assert memory_plan(_small("unfused"), device("cortex-m4")).scratch_bytes == 32  # 8x8x4 bits
     assert memory_plan(_small("recompute"), device("cortex-m4")).scratch_bytes == 0
 
 
-def test_pixel_layers_store_groups_of_8_outputs_by_chunks_of_4_taps():
+def test_weight_layouts_follow_the_runtime():
     d = device("host")
     mlp = memory_plan(ArchSpec((1, 28, 28), 10, (DenseBlock(136),)), d)
     assert mlp.layers[0].weight_bytes == 4 * 17 * 196 == 136 * 784 // 8  # no padding: 136 = 17 x 8
     odd = memory_plan(ArchSpec((3, 9, 9), 2, (ConvBlock(9, 3),)), d)
-    assert odd.layers[0].weight_bytes == 4 * 2 * 7  # 9 filters -> 2 groups; 27 taps -> 7 chunks
+    # conv on pixels: a byte per (filter, kernel row, 4 of the row's 9 taps): 9 * 3 * 3 = 81 -> 84
+    assert odd.layers[0].weight_bytes == 84
     binary = memory_plan(ArchSpec((3, 9, 9), 2, (ConvBlock(9, 3),), input_mode="binary"), d)
-    assert binary.layers[0].weight_bytes == 4 * 8  # 243 bits as a plain stream
+    assert binary.layers[0].weight_bytes == 9 * 4  # each filter's 27 bits padded to a word
 
 
 def test_int32_thresholds_when_pixel_sums_exceed_int16():
