@@ -222,29 +222,25 @@ EBNN_INLINE int32_t ebnn_threshold(const EBNN_PARAM int16_t *t16, const EBNN_PAR
 /* ---- sums on raw pixels: subset-sum tables -----------------------------------------------------
  * t[s] is the sum of the pixels v[i] whose bit i is set in s; every output then adds the entry its
  * weight bits (+1 = 1) select, and S = 2 * (sum of its +1 pixels) - (sum of all pixels). */
-EBNN_INLINE int32_t ebnn_subsets(int32_t *t, const int32_t *v, uint32_t len) /* len 1..4; t[0] is 0 */
+/* Fill t[1 .. 2^len - 1] from t[0]: t[s] = t[0] + step * (sum of the v[i] whose bit i is set in s).
+ * Each value doubles the table: the new upper half is the lower half plus it. len 1..4. */
+EBNN_INLINE void ebnn_fill_subsets(int32_t *t, const int32_t *v, uint32_t len, int32_t step)
 {
-    t[1] = v[0];
-    if (len > 1u) {
-        t[2] = v[1];
-        t[3] = v[0] + v[1];
+    uint32_t i, s;
+    EBNN_UNROLL
+    for (i = 0; i < len; ++i) {
+        const uint32_t half = 1u << i;
+        const int32_t add = step * v[i];
+        EBNN_UNROLL
+        for (s = 0; s < half; ++s) {
+            t[half + s] = t[s] + add;
+        }
     }
-    if (len > 2u) {
-        t[4] = v[2];
-        t[5] = t[1] + v[2];
-        t[6] = t[2] + v[2];
-        t[7] = t[3] + v[2];
-    }
-    if (len > 3u) {
-        t[8] = v[3];
-        t[9] = t[1] + v[3];
-        t[10] = t[2] + v[3];
-        t[11] = t[3] + v[3];
-        t[12] = t[4] + v[3];
-        t[13] = t[5] + v[3];
-        t[14] = t[6] + v[3];
-        t[15] = t[7] + v[3];
-    }
+}
+
+EBNN_INLINE int32_t ebnn_subsets(int32_t *t, const int32_t *v, uint32_t len) /* t[0] is 0; returns the sum */
+{
+    ebnn_fill_subsets(t, v, len, 1);
     return t[(1u << len) - 1u];
 }
 
@@ -301,42 +297,13 @@ EBNN_INLINE void ebnn_pixel_dense_sums(const uint8_t *px, uint32_t n_in, const E
  * so an output whose weight bits for the chunk are s adds exactly its share of S. */
 EBNN_INLINE void ebnn_signed_subsets(int32_t *t, const int32_t *v, uint32_t len)
 {
-    int32_t v2;
-    t[0] = -v[0];
-    if (len > 1u) {
-        t[0] -= v[1];
+    uint32_t i;
+    t[0] = 0;
+    EBNN_UNROLL
+    for (i = 0; i < len; ++i) {
+        t[0] -= v[i];
     }
-    if (len > 2u) {
-        t[0] -= v[2];
-    }
-    if (len > 3u) {
-        t[0] -= v[3];
-    }
-    v2 = 2 * v[0];
-    t[1] = t[0] + v2;
-    if (len > 1u) {
-        v2 = 2 * v[1];
-        t[2] = t[0] + v2;
-        t[3] = t[1] + v2;
-    }
-    if (len > 2u) {
-        v2 = 2 * v[2];
-        t[4] = t[0] + v2;
-        t[5] = t[1] + v2;
-        t[6] = t[2] + v2;
-        t[7] = t[3] + v2;
-    }
-    if (len > 3u) {
-        v2 = 2 * v[3];
-        t[8] = t[0] + v2;
-        t[9] = t[1] + v2;
-        t[10] = t[2] + v2;
-        t[11] = t[3] + v2;
-        t[12] = t[4] + v2;
-        t[13] = t[5] + v2;
-        t[14] = t[6] + v2;
-        t[15] = t[7] + v2;
-    }
+    ebnn_fill_subsets(t, v, len, 2);
 }
 
 /* Fire mask (bit j: S >= T) of filters f0 .. f0 + n - 1 of a conv on raw pixels whose window starts
