@@ -4,7 +4,9 @@
                                         # arduino/ebnn_model/ (sketch + copies of the same files)
 
 Every value is computed here; the templates only loop. The arena is sized and laid out by
-ebnn_core.resources.memory_plan, the same planner as the memory model, so the two cannot drift.
+ebnn_core.resources.memory_plan, the same planner as the memory model, so the two cannot drift. Free
+text (device name, descriptions, the ArchSpec JSON, comments) goes through ebnn_core.safe.c_comment,
+so no value can end a C comment; layer kinds come from the ArchSpec, never from the file.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import numpy as np
 from ebnn_core import ConvBlock, DenseBlock, Device, FoldedModel, memory_plan
 from ebnn_core.bits import words_for
 from ebnn_core.resources import PIXEL_GROUP, padded_bytes, pixel_conv_chunks
+from ebnn_core.safe import c_comment
 from ebnn_core.semantics import BINARY_INPUT_THRESHOLD
 
 RUNTIME_DIR = Path(__file__).resolve().parent.parent / "c_runtime"
@@ -81,7 +84,7 @@ def padded_rows(weights_pm1: np.ndarray) -> np.ndarray:
 def _array(name: str, ctype: str, values: np.ndarray, comment: str) -> dict:
     values = np.asarray(values)
     return {"name": name, "ctype": ctype, "count": int(values.size), "lines": _lines(values.reshape(-1), ctype),
-            "comment": comment}
+            "comment": c_comment(comment)}
 
 
 def build_context(fm: FoldedModel, device: Device) -> dict:
@@ -99,6 +102,9 @@ def build_context(fm: FoldedModel, device: Device) -> dict:
                       "out_word": places[0]})
     for ls, ly, lm in zip(shapes, fm.layers, mem.layers):
         i = ls.index
+        kind = {ConvBlock: "conv", DenseBlock: "dense"}.get(type(ls.block), "classifier")
+        if ly.kind != kind:  # the kind names C identifiers (ebnn_<kind>_params)
+            raise ValueError(f"layer {i}: kind {ly.kind!r}, but the ArchSpec has a {kind} layer there")
         on_pixels = i == 0 and spec.input_mode == "uint8"
         wname = f"ebnn_l{i}_weights"
         pm1 = ly.weights_pm1(ls.out_shape[0] if ls.block is not None else spec.classes)
@@ -115,11 +121,11 @@ def build_context(fm: FoldedModel, device: Device) -> dict:
             wctype = "uint32_t"
             words, note = padded_rows(pm1), f"{ly.n_weight_bits} weight bits, each filter or row padded to words"
         assert words.nbytes == lm.weight_bytes, (words.nbytes, lm.weight_bytes)
-        arrays.append(_array(wname, wctype, words, f"layer {i} ({ly.kind}): {note}"))
-        step = {"index": i, "kind": ly.kind, "in_pixels": on_pixels,
+        arrays.append(_array(wname, wctype, words, f"layer {i} ({kind}): {note}"))
+        step = {"index": i, "kind": kind, "in_pixels": on_pixels,
                 "in_word": None if on_pixels else places[i - 1 + shift]}
         fields: list[tuple[str, str]] = []
-        if ly.kind != "classifier":
+        if kind != "classifier":
             tctype = lm.threshold_ctype
             tname, fname = f"ebnn_l{i}_thresholds", f"ebnn_l{i}_flips"
             thr = np.zeros(lm.threshold_bytes // (2 if tctype == "int16_t" else 4), dtype=np.int64)
@@ -153,10 +159,11 @@ def build_context(fm: FoldedModel, device: Device) -> dict:
                        ("scale", sname), ("offset", oname)]
             step["comment"] = f"classifier: {spec.classes} classes"
         step["fields"] = [(k, str(v)) for k, v in fields]
+        step["comment"] = c_comment(step["comment"])
         steps.append(step)
     return {
-        "arch_hash": spec.short_hash(), "arch_desc": spec.describe(), "arch_json": spec.to_json(),
-        "device": device.name, "params_in": device.params_in, "popcount": device.popcount,
+        "arch_hash": spec.short_hash(), "arch_desc": c_comment(spec.describe()),
+        "arch_json": c_comment(spec.to_json()), "device": c_comment(device.name), "params_in": c_comment(device.params_in), "popcount": device.popcount,
         "conv_pass": 8 if device.word_bits <= 16 else 32,  # small cores: a smaller stack frame
         "window_words": max([words_for(ls.block.kernel ** 2 * ls.in_shape[0]) for ls in shapes
                              if isinstance(ls.block, ConvBlock) and not (ls.index == 0 and spec.input_mode == "uint8")]

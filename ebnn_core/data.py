@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
+from numpy._core.multiarray import _reconstruct as _np_reconstruct
+from numpy._core.numeric import _frombuffer as _np_frombuffer
 
 MNIST_MD5 = {
     "train_images": "6510e85a72c3e9475c492d559d3770d2",
@@ -115,14 +117,51 @@ def load_fashion_mnist(root: str | Path = FASHION_MNIST_ROOT) -> Splits:
                   a["test_images"][:, None], a["test_labels"].astype(np.int64), names)
 
 
+def _latin1(text: str, encoding: str) -> bytes:
+    """_codecs.encode as Python 3 pickles bytes at protocol 2, for latin1 only."""
+    if encoding != "latin1":
+        raise pickle.UnpicklingError(f"refused _codecs.encode(..., {encoding!r})")
+    return text.encode("latin1")
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles only what a CIFAR-10 batch holds: dicts, lists, bytes, ints and NumPy arrays. Every other
+    global (os.system, builtins.eval, ...) is refused, so a crafted file cannot run code."""
+
+    ALLOWED = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+               ("numpy.core.multiarray", "_reconstruct"): _np_reconstruct,  # the files as published (NumPy 1)
+               ("numpy._core.multiarray", "_reconstruct"): _np_reconstruct,  # NumPy 2, protocols 2-4
+               ("numpy._core.numeric", "_frombuffer"): _np_frombuffer,  # NumPy 2, protocol 5
+               ("_codecs", "encode"): _latin1}  # bytes pickled by Python 3 at protocol 2
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refused global {module}.{name}")
+        return self.ALLOWED[module, name]
+
+
 def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One batch file: a dict with b"data" (N, 3072) uint8 and b"labels" (N ints in 0..9); nothing else
+    is read, and a file that is not that is refused with a DataError naming it."""
     if not path.is_file():
         raise DataError(f"dataset.root: {path} is missing (the cifar-10-batches-py layout is expected)")
-    with open(path, "rb") as f:
-        d = pickle.load(f, encoding="bytes")
-    x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-    y = np.asarray(d[b"labels"], dtype=np.int64)
-    return x, y
+    try:
+        with open(path, "rb") as f:
+            d = _CifarUnpickler(f, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            MemoryError, RecursionError) as e:
+        raise DataError(f"dataset.root: {path} is not a CIFAR-10 python batch ({type(e).__name__}: {e})") from None
+    x = d.get(b"data") if isinstance(d, dict) else None
+    y = d.get(b"labels") if isinstance(d, dict) else None
+    if isinstance(y, list) and all(type(v) is int for v in y):
+        y = np.array(y, dtype=np.int64)
+    ok = (isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim == 2 and x.shape[1] == 3072
+          and isinstance(y, np.ndarray) and y.dtype.kind in "iu" and y.shape == (len(x),)
+          and (not y.size or (int(y.min()) >= 0 and int(y.max()) < len(CIFAR10_CLASSES))))
+    if not ok:
+        raise DataError(f"dataset.root: {path} is not a CIFAR-10 python batch (want a dict with b'data', "
+                        "uint8 (N, 3072), and b'labels', N ints in 0..9)")
+    return x.reshape(-1, 3, 32, 32), y.astype(np.int64)
 
 
 def load_cifar10(root: str | Path, classes=DEFAULT_CIFAR10_EASY_CLASSES) -> Splits:

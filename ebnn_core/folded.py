@@ -17,17 +17,26 @@ from __future__ import annotations
 
 import json
 import math
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numpy.lib import format as npformat
 
 from .arch import ArchSpec, ConvBlock, DenseBlock, LayerShape
-from .bits import bits_to_pm1, chw_index_to_stream_index, pack_bits, pm1_to_bits, unpack_bits
+from .bits import bits_to_pm1, chw_index_to_stream_index, pack_bits, pm1_to_bits, unpack_bits, words_for
 from .semantics import PIXEL_SCALE
 
 FORMAT_VERSION = 1
 SCORE_LIMIT = 2**30
+HEADER_BYTES = 1 << 20  # limits on what `FoldedModel.load` reads from one file member
+ARRAY_BYTES = 1 << 28  # far beyond any model for a microcontroller
+
+
+class FoldedModelError(ValueError):
+    """A file that is not a consistent FoldedModel; the message says what is wrong."""
 
 
 @dataclass
@@ -78,16 +87,96 @@ class FoldedModel:
 
     @classmethod
     def load(cls, path: str | Path) -> "FoldedModel":
-        with np.load(Path(path), allow_pickle=False) as z:
-            header = json.loads(bytes(z["header"]).decode())
-            if header.get("format") != FORMAT_VERSION:
-                raise ValueError(f"{path}: FoldedModel format {header.get('format')} is not {FORMAT_VERSION}")
-            layers = []
-            for i, lh in enumerate(header["layers"]):
-                kw = {k: z[f"l{i}_{k}"] for k in ("threshold", "flip", "constant", "scale", "offset")
-                      if f"l{i}_{k}" in z}
-                layers.append(FoldedLayer(lh["kind"], z[f"l{i}_weights"], lh["n_weight_bits"], **kw))
-        return cls(ArchSpec.from_dict(header["arch"]), layers, header.get("meta", {}))
+        """Read a file written by `save`. Every array's npy header is checked against the ArchSpec before
+        its data is read; anything else (not an npz, truncated, pickled or inconsistent) raises
+        FoldedModelError (a ValueError) saying what is wrong."""
+        with open(Path(path), "rb") as f:
+            try:
+                return _read(cls, zipfile.ZipFile(f))
+            except FoldedModelError:
+                raise
+            except (OSError, EOFError, ValueError, KeyError, TypeError, RecursionError, zipfile.BadZipFile,
+                    zlib.error) as e:
+                raise FoldedModelError(f"not a FoldedModel file ({type(e).__name__}: {e})") from None
+
+
+def _member(zf: zipfile.ZipFile, name: str, count: int | None, limit: int = ARRAY_BYTES) -> np.ndarray:
+    """One array of the npz: 1-D integers (`count` of them when given); shape and dtype are checked before
+    any data is read, so a crafted header cannot make us allocate or unpickle anything."""
+    with zf.open(f"{name}.npy") as f:
+        version = npformat.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            raise FoldedModelError(f"{name}: npy format version {version} is not 1.0 or 2.0")
+        read = npformat.read_array_header_1_0 if version == (1, 0) else npformat.read_array_header_2_0
+        shape, _, dtype = read(f)
+        n = shape[0] if len(shape) == 1 else -1
+        if dtype.kind not in "iu" or n < 0 or (count is not None and n != count) or n * dtype.itemsize > limit:
+            want = f"{count} integers" if count is not None else f"at most {limit} bytes of integers"
+            raise FoldedModelError(f"{name}: a {dtype} array of shape {tuple(shape)}, expected {want}")
+        a = np.frombuffer(f.read(n * dtype.itemsize), dtype=dtype)
+    if a.size != n:
+        raise FoldedModelError(f"{name}: truncated ({a.size} of {n} values)")
+    return a
+
+
+def _ints(a: np.ndarray, dtype, what: str) -> np.ndarray:
+    info = np.iinfo(dtype)
+    if a.size and (int(a.min()) < info.min or int(a.max()) > info.max):
+        raise FoldedModelError(f"{what}: values outside {np.dtype(dtype).name}")
+    return a.astype(dtype)
+
+
+def _read_layer(zf: zipfile.ZipFile, spec: ArchSpec, ls: LayerShape, lh) -> FoldedLayer:
+    i, b = ls.index, ls.block
+    kind = "conv" if isinstance(b, ConvBlock) else "dense" if isinstance(b, DenseBlock) else "classifier"
+    rows = ls.out_shape[0]
+    n_bits = rows * (b.kernel ** 2 * ls.in_shape[0] if isinstance(b, ConvBlock) else ls.in_size)
+    where = f"layer {i} ({kind})"
+    if not isinstance(lh, dict) or lh.get("kind") != kind or lh.get("n_weight_bits") != n_bits:
+        got = (lh.get("kind"), lh.get("n_weight_bits")) if isinstance(lh, dict) else lh
+        raise FoldedModelError(f"{where}: header says (kind, n_weight_bits) = {got!r}, the ArchSpec needs "
+                               f"({kind!r}, {n_bits})")
+
+    def get(key: str, count: int, dtype) -> np.ndarray:
+        return _ints(_member(zf, f"l{i}_{key}", count), dtype, f"{where}: {key}")
+
+    weights = get("weights", words_for(n_bits), np.uint32)
+    bound = sum_bound(spec, ls)
+    if kind == "classifier":
+        scale, offset = get("scale", rows, np.int32), get("offset", rows, np.int32)
+        if np.any(np.abs(scale.astype(np.int64)) * bound + np.abs(offset.astype(np.int64)) >= 2**31):
+            raise FoldedModelError(f"{where}: scale and offset let a score overflow int32")
+        return FoldedLayer(kind, weights, n_bits, scale=scale, offset=offset)
+    thr, flip = get("threshold", rows, np.int32), get("flip", rows, np.uint8)
+    const = get("constant", rows, np.int8) if f"l{i}_constant.npy" in zf.namelist() else None
+    if thr.min() < -bound or thr.max() > bound + 1:
+        raise FoldedModelError(f"{where}: thresholds outside the sum range [{-bound}, {bound + 1}]")
+    if flip.max() > 1 or (const is not None and np.any(np.abs(const.astype(np.int16)) > 1)):
+        raise FoldedModelError(f"{where}: flips must be 0/1 and constants -1/0/1")
+    return FoldedLayer(kind, weights, n_bits, thr, flip, const)
+
+
+def _read(cls, zf: zipfile.ZipFile) -> FoldedModel:
+    header = json.loads(_member(zf, "header", None, HEADER_BYTES).astype(np.uint8).tobytes().decode())
+    if not isinstance(header, dict) or header.get("format") != FORMAT_VERSION:
+        got = header.get("format") if isinstance(header, dict) else type(header).__name__
+        raise FoldedModelError(f"header format {got!r} is not {FORMAT_VERSION}")
+    meta = header.get("meta", {})
+    if not isinstance(meta, dict):
+        raise FoldedModelError(f"meta is a JSON {type(meta).__name__}, not an object")
+    if not isinstance(header.get("arch"), dict):
+        raise FoldedModelError("header has no ArchSpec object under 'arch'")
+    try:
+        spec = ArchSpec.from_dict(header["arch"])
+    except (ValueError, TypeError, AttributeError) as e:
+        raise FoldedModelError(f"arch: {e}") from None
+    if header.get("arch_hash", spec.short_hash()) != spec.short_hash():
+        raise FoldedModelError(f"arch_hash {header['arch_hash']!r} is not the ArchSpec's {spec.short_hash()}")
+    shapes, lhs = spec.shapes(), header.get("layers")
+    if not isinstance(lhs, list) or len(lhs) != len(shapes):
+        raise FoldedModelError(f"layers: {len(lhs) if isinstance(lhs, list) else lhs!r} entries, the ArchSpec "
+                               f"has {len(shapes)} layers")
+    return cls(spec, [_read_layer(zf, spec, ls, lh) for ls, lh in zip(shapes, lhs)], meta)
 
 
 def sum_bound(spec: ArchSpec, ls: LayerShape) -> int:

@@ -50,7 +50,8 @@ class Device:
     latency_ms: float | None = None  # default latency budget
     ram_kb_total: float | None = None
     flash_kb: float | None = None
-    stack_bytes: int = 256
+    stack_bytes: int = 256  # stack figure when the inference is not compiled (the host; lower-bound checks)
+    stack_call_bytes: int = 0  # added to the compiled frame of the inference (validation/stack.py)
     word_bits: int = 32
     has_popcount: bool = False
     popcount: str = "builtin"  # how the C kernels count bits: builtin or swar
@@ -207,7 +208,9 @@ def arena_plan(sizes: list[int]) -> tuple[int, tuple[tuple[int, int], ...]]:
     return total, places
 
 
-def memory_plan(spec: ArchSpec, device: Device) -> MemoryReport:
+def memory_plan(spec: ArchSpec, device: Device, stack_bytes: int | None = None) -> MemoryReport:
+    """Static sizes are exact here; the stack of the inference call is the compiler's figure, which
+    validation.stack measures and passes as `stack_bytes` (None: the device's fixed `stack_bytes`)."""
     layers = []
     for ls in spec.shapes():
         bound = sum_bound(spec, ls)
@@ -233,7 +236,7 @@ def memory_plan(spec: ArchSpec, device: Device) -> MemoryReport:
         scratch_bytes=scratch,
         slack_bytes=READ_SLACK_BYTES if act + scratch else 0,
         input_bytes=c * h * w,
-        stack_bytes=int(device.stack_bytes),
+        stack_bytes=int(device.stack_bytes if stack_bytes is None else stack_bytes),
         params_in=device.params_in,
         arena=places,
     )

@@ -12,12 +12,13 @@ from __future__ import annotations
 import sys
 
 from .config import CONF_DIR, compose, stages
-from .errors import UserError
+from .errors import StageFailed, UserError
 
 STAGE_HELP = {
     "train": "train one architecture preset, fold it, score it with the integer reference",
     "search": "constrained multi-objective architecture search (Optuna + MLflow)",
     "codegen": "FoldedModel -> self-contained C library for a device (templates + c_runtime)",
+    "validate": "build, run and measure a model's C on the host and on emulated devices",
 }
 
 
@@ -42,6 +43,10 @@ def run_stage(stage: str, cfg):
         from .codegen import codegen
 
         return codegen(cfg)
+    if stage == "validate":
+        from .validate import validate
+
+        return validate(cfg)
     raise UserError(f"stage={stage}: not implemented yet")
 
 
@@ -73,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
             run_stage(stage, compose(stage, rest))
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except StageFailed as e:
+        for line in str(e).splitlines():
+            print(f"failed: {line}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

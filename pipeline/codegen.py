@@ -2,37 +2,90 @@
 
     python -m pipeline codegen arch=conv-1 dataset=mnist device=curie
     python -m pipeline codegen folded=artifacts/train/conv-1/folded.npz device=avr out=/tmp/avr-conv1
+
+The FoldedModel is read and checked before anything is created. Without `out=` the folder is
+${paths.artifacts}/c/<name>, where <name> (the arch, or `meta.arch_name` of the file) must be a safe
+name (ebnn_core.safe), so no file can send the output elsewhere; `out=` is the user's choice, anywhere.
 """
 from __future__ import annotations
 
+import os
+import shlex
+import shutil
 from pathlib import Path
+
+from ebnn_core.safe import safe_name, shown
 
 from .config import device, resolved
 from .errors import UserError
 
 
+def _make_folder(out: Path, key: str, value) -> Path | None:
+    """mkdir -p `out` and check it is writable, else a UserError naming key=value that leaves nothing
+    behind. Returns the topmost folder created (None if `out` existed), for removal if a later step fails."""
+    top = next((p for p in reversed([out, *out.parents]) if not p.exists()), None)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise PermissionError("not writable")
+    except OSError as e:
+        if top is not None and top.is_dir():
+            shutil.rmtree(top, ignore_errors=True)
+        raise UserError(f"{key}={shown(str(value))}: cannot create or write the folder {out} "
+                        f"({e.strerror or e})") from None
+    return top
+
+
 def codegen(cfg) -> Path:
     d = resolved(cfg)
     dev = device(d)
+    safe_name(dev.name, "device.name", UserError)
     arts = Path(d["paths"]["artifacts"])
-    name = d["arch"].get("name")
-    folded = Path(d["folded"]) if d.get("folded") else arts / "train" / name / "folded.npz"
+    given_folded, given_out = d.get("folded"), d.get("out")
+    name = None if given_folded else safe_name((d.get("arch") or {}).get("name"), "arch.name", UserError)
+    folded = Path(given_folded) if given_folded else arts / "train" / name / "folded.npz"
     if not folded.is_file():
-        hint = "" if d.get("folded") else f"; train it first: python -m pipeline train arch={name}"
-        raise UserError(f"folded={folded}: no FoldedModel file there{hint}")
+        hint = "" if given_folded else f"; train it first: python -m pipeline train arch={name}"
+        raise UserError(f"folded={shown(str(folded))}: no FoldedModel file there{hint}")
     from codegen import generate
     from ebnn_core import FoldedModel, memory_plan
 
     try:
         fm = FoldedModel.load(folded)
-    except (OSError, ValueError, KeyError) as e:
-        raise UserError(f"folded={folded}: not a FoldedModel file ({e})") from None
-    label = fm.meta.get("arch_name") if d.get("folded") else name
-    out = Path(d["out"]) if d.get("out") else arts / "c" / (label or fm.spec.short_hash())
-    generate(fm, dev, out)
-    mem = memory_plan(fm.spec, dev)
+    except OSError as e:
+        raise UserError(f"folded={shown(str(folded))}: cannot read it ({e.strerror or e})") from None
+    except ValueError as e:
+        raise UserError(f"folded={shown(str(folded))}: {e}") from None
+    if given_out:
+        out, key, value = Path(given_out), "out", given_out
+    else:
+        label = fm.meta.get("arch_name") if given_folded else name
+        if label:
+            try:
+                safe_name(label, "meta.arch_name")
+            except ValueError as e:
+                raise UserError(f"folded={shown(str(folded))}: {e}") from None
+        out, key, value = arts / "c" / (label or fm.spec.short_hash()), "paths.artifacts", arts
+        if not out.resolve().is_relative_to(arts.resolve()):
+            raise UserError(f"paths.artifacts={shown(str(arts))}: {out} resolves to {out.resolve()}, outside it; "
+                            "give out= to write there")
+    created = _make_folder(out, key, value)
+    try:
+        generate(fm, dev, out)
+        fm.save(out / "folded.npz")  # the model the C came from: validate reads it for the reference
+    except OSError as e:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise UserError(f"{key}={shown(str(value))}: cannot write {out} ({e.strerror or e})") from None
+    from validation.stack import StackError, memory_plan_compiled
+
+    try:
+        mem = memory_plan_compiled(fm, dev)
+    except StackError:
+        mem = memory_plan(fm.spec, dev)
     print(f"wrote {out} ({fm.spec.describe()}, hash {fm.spec.short_hash()}) for {dev.name}: "
           f"params {mem.params_bytes} B in {dev.params_in}, arena {mem.activation_bytes + mem.scratch_bytes} B, "
           f"ram_bytes {mem.ram_bytes}")
-    print(f"build: cd {out} && make && ./ebnn_example images.u8")
+    print(f"build: cd {shlex.quote(str(out))} && make && ./ebnn_example images.u8")
+    print(f"validate: python -m pipeline validate lib={shlex.quote(str(out))}")
     return out

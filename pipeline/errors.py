@@ -5,3 +5,9 @@ class UserError(Exception):
     """Message format: '<key>=<value>: what is wrong and what to do'."""
 
     exit_code = 2
+
+
+class StageFailed(Exception):
+    """The stage ran but its checks failed (validate); one reason per line. The CLI prints them, exits 1."""
+
+    exit_code = 1

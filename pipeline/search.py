@@ -43,7 +43,7 @@ def _check_some_candidate_fits(space: dict, input_shape, classes: int, dev, budg
     rnd = RandomChooser(seed)
     for i in range(FEASIBILITY_SAMPLES + 1):
         spec = suggest_arch(SmallestChooser() if i == 0 else rnd, space, input_shape, classes)
-        mem = memory_plan(spec, dev)
+        mem = memory_plan(spec, dev, stack_bytes=0)  # static RAM only: a candidate failing it fails everything
         viol = budgets.violations(mem.ram_bytes, mem.flash_bytes, latency_ms(spec, dev))
         if all(v <= 0 for v in viol.values()):
             return
@@ -59,8 +59,15 @@ def _check_some_candidate_fits(space: dict, input_shape, classes: int, dev, budg
 
 
 def study_name(d: dict) -> str:
+    """The study's name, also its folder under ${paths.artifacts}/search/: `study_name` or one built from
+    names that must each be safe (ebnn_core.safe), so no value can point the folder elsewhere."""
+    from ebnn_core.safe import safe_name
+
     if d.get("study_name"):
-        return str(d["study_name"])
+        v = d["study_name"]
+        return safe_name(str(v) if isinstance(v, int) else v, "study_name", UserError)
+    safe_name(d["dataset"]["name"], "dataset.name", UserError)
+    safe_name(d["device"]["name"], "device.name", UserError)
 
     def g(v):
         return "none" if v is None else f"{v:g}"
@@ -81,6 +88,7 @@ def search(cfg) -> dict:
     d = resolved(cfg)
     dev = device(d)
     budgets = _budgets(d)
+    name = study_name(d)  # before any work: it names a folder
     n_trials = positive_int(d, "n_trials")
     timeout = positive_number(d, "timeout", allow_none=True)
     seed = d.get("seed")
@@ -107,9 +115,15 @@ def search(cfg) -> dict:
     ds = d["dataset"]
     input_shape, classes = tuple(ds["input_shape"]), int(ds["classes"])
     _check_some_candidate_fits(space, input_shape, classes, dev, budgets, seed)
+    from search.space import SmallestChooser, suggest_arch
+    from validation.stack import StackError, memory_plan_compiled
+
+    try:  # the stack is the device compiler's figure: a missing toolchain is reported before any work
+        memory_plan_compiled(suggest_arch(SmallestChooser(), space, input_shape, classes), dev)
+    except StackError as e:
+        raise UserError(str(e)) from None
 
     artifacts = Path(d["paths"]["artifacts"]).resolve()
-    name = study_name(d)
     out = artifacts / "search" / name
     out.mkdir(parents=True, exist_ok=True)
     storage = d.get("storage") or f"sqlite:///{artifacts / 'search' / 'optuna.db'}"
@@ -160,7 +174,8 @@ def search(cfg) -> dict:
               f"ram {ua.get('ram_bytes')} B  {ua.get('latency_ms_est', 0):.2f} ms  ({how})", flush=True)
 
     objective = Objective(space, input_shape, classes, dev, budgets, d["objective_memory"], train_fn,
-                          on_start=tracker.on_start, on_result=tracker.on_result, on_fail=tracker.on_fail)
+                          on_start=tracker.on_start, on_result=tracker.on_result, on_fail=tracker.on_fail,
+                          memory_fn=memory_plan_compiled)
     t0 = time.perf_counter()
     if remaining:
         study.optimize(objective, n_trials=remaining, timeout=timeout, callbacks=[report], gc_after_trial=True)

@@ -30,10 +30,12 @@ def train(cfg) -> dict:
     seed = d.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UserError(f"seed={seed}: must be a non-negative integer")
-    name = d["arch"].get("name") or spec.short_hash()
+    from ebnn_core.safe import safe_name
+
+    name = safe_name(d["arch"].get("name") or spec.short_hash(), "arch.name", UserError)
     out = Path(d["paths"]["artifacts"]) / "train" / name
 
-    from ebnn_core import latency_ms, memory_plan, reference_predict
+    from ebnn_core import latency_ms, reference_predict
     from ebnn_core.data import DataError, ImageDataModule, load_splits
     from ebnn_core.folded import fold
     from ebnn_core.training import predict_torch
@@ -56,7 +58,12 @@ def train(cfg) -> dict:
     ref_pred, _ = reference_predict(folded, splits.test_x)
     ref_seconds = time.perf_counter() - t0
 
-    mem = memory_plan(spec, dev)
+    from validation.stack import StackError, memory_plan_compiled
+
+    try:
+        mem = memory_plan_compiled(folded, dev)  # the stack: the device compiler's frame of this model's C
+    except StackError as e:
+        raise UserError(str(e)) from None
     metrics = {
         "arch": name,
         "arch_hash": spec.short_hash(),

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import optuna
 
-from ebnn_core import ArchSpec, Device, latency_ms, memory_plan
+from ebnn_core import ArchSpec, Device, MemoryReport, latency_ms, memory_plan
 
 from .space import suggest_arch
 
@@ -110,12 +110,16 @@ class Objective:
                  objective_memory: str, train_fn: Callable[[ArchSpec], dict],
                  on_start: Callable[[optuna.trial.Trial], None] | None = None,
                  on_result: Callable[[TrialResult], None] | None = None,
-                 on_fail: Callable[[optuna.trial.Trial, BaseException], None] | None = None):
+                 on_fail: Callable[[optuna.trial.Trial, BaseException], None] | None = None,
+                 memory_fn: Callable[[ArchSpec, Device], MemoryReport] = memory_plan):
+        """memory_fn(spec, device): the memory model; the stage passes one whose stack figure is the
+        compiled inference's (validation.stack), tried only when static RAM alone fits the budget."""
         if objective_memory not in MEMORY_OBJECTIVES:
             raise ValueError(f"objective_memory={objective_memory}: choose one of {', '.join(MEMORY_OBJECTIVES)}")
         self.space, self.input_shape, self.classes = space, tuple(input_shape), classes
         self.device, self.budgets, self.objective_memory = device, budgets, objective_memory
         self.train_fn, self.on_start, self.on_result, self.on_fail = train_fn, on_start, on_result, on_fail
+        self.memory_fn = memory_fn
 
     def __call__(self, trial: optuna.trial.Trial) -> tuple[float, float, float]:
         try:
@@ -128,9 +132,12 @@ class Objective:
     def _score(self, trial: optuna.trial.Trial) -> tuple[float, float, float]:
         t0 = time.perf_counter()
         spec = suggest_arch(trial, self.space, self.input_shape, self.classes)
-        mem = memory_plan(spec, self.device)
         lat = latency_ms(spec, self.device)
+        mem = memory_plan(spec, self.device, stack_bytes=0)  # static RAM: a lower bound, no compiler needed
         viol = self.budgets.violations(mem.ram_bytes, mem.flash_bytes, lat)
+        if viol.get("ram", 0) <= 0:
+            mem = self.memory_fn(spec, self.device)
+            viol = self.budgets.violations(mem.ram_bytes, mem.flash_bytes, lat)
         for key, v in viol.items():
             trial.set_constraint(key, v)
         ok = all(v <= 0 for v in viol.values())
