@@ -39,15 +39,16 @@ class Family:
     sources: tuple[str, ...]
     linker_script: str
     reserve_bytes: int  # the caller's stack above the allowance (harness main() and its I/O calls)
+    guard_bytes: int  # painted below the allowance: a call running past it writes there
     flash_origin: int = 0
     ram_origin: int = 0
     std: str = "-std=c99"
 
 
 FAMILIES = {
-    "cortex-m": Family("cortex-m", ("harness.c", "port_cortex_m.c"), "cortex_m.ld.in", 160, 0x0, 0x20000000),
-    "lakemont": Family("lakemont", ("harness.c", "port_lakemont.c"), "lakemont.ld.in", 160, 0x08000000, 0x20000000),
-    "avr": Family("avr", ("harness.c", "port_avr.c"), "avr_budget.ld.in", 64, 0x0, 0x800100, std="-std=gnu99"),
+    "cortex-m": Family("cortex-m", ("harness.c", "port_cortex_m.c"), "cortex_m.ld.in", 160, 256, 0x0, 0x20000000),
+    "lakemont": Family("lakemont", ("harness.c", "port_lakemont.c"), "lakemont.ld.in", 160, 256, 0x08000000, 0x20000000),
+    "avr": Family("avr", ("harness.c", "port_avr.c"), "avr_budget.ld.in", 64, 64, 0x0, 0x800100, std="-std=gnu99"),
 }
 
 
@@ -151,9 +152,9 @@ def build_image(lib: Path, device: Device, work: Path, budget_bytes: int, allowa
     message = (f"ebnn: static RAM + stack allowance of {allowance} B exceed the RAM budget of "
                f"{budget_bytes} B")
     subst = {"@BUDGET@": str(budget_bytes), "@ALLOWANCE@": str(allowance), "@BUDGET_MESSAGE@": message,
-             "@STACK_BYTES@": str(allowance + fam.reserve_bytes),
+             "@STACK_BYTES@": str(allowance + fam.reserve_bytes), "@GUARD_BYTES@": str(fam.guard_bytes),
              "@RAM_ORIGIN@": hex(fam.ram_origin), "@FLASH_ORIGIN@": hex(fam.flash_origin),
-             "@RAM_LENGTH@": str(budget_bytes + fam.reserve_bytes + 64),
+             "@RAM_LENGTH@": str(budget_bytes + fam.reserve_bytes + fam.guard_bytes + 64),
              "@FLASH_LENGTH@": str(flash_bytes or 16 << 20)}
     script = (HARNESS / fam.linker_script).read_text()
     for k, v in subst.items():
@@ -162,7 +163,7 @@ def build_image(lib: Path, device: Device, work: Path, budget_bytes: int, allowa
     ld.write_text(script)
     elf = work / "app.elf"
     if fam.name == "avr":
-        link = [cc, *cflags, *objs, str(ld), f"-Wl,--defsym=__stack=__heap_start+{allowance + fam.reserve_bytes - 1}",
+        link = [cc, *cflags, *objs, str(ld), f"-Wl,--defsym=__stack=__heap_start+{fam.guard_bytes + allowance + fam.reserve_bytes - 1}",
                 "-Wl,--undefined=_mmcu", "-o", str(elf)]
     else:
         link = [cc, *cflags, "-nostdlib", "-static", *(["-no-pie"] if fam.name == "lakemont" else []),

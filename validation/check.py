@@ -99,6 +99,9 @@ def validate_device(fm: FoldedModel, device: Device, lib: Path, work: Path, budg
     if static != out["ram"]["static_modelled"]:
         failures.append(f"{device.name}: static RAM {static} B measured, {out['ram']['static_modelled']} B modelled")
     slack = mem.stack_bytes - run.stack_peak
+    if run.stack_available < mem.stack_bytes:
+        failures.append(f"{device.name}: the harness left the call {run.stack_available} B of stack, less than "
+                        f"the {mem.stack_bytes} B allowance (its caller's reserve is too small)")
     if not 0 <= slack <= STACK_SLACK_BYTES:
         failures.append(f"{device.name}: stack {run.stack_peak} B measured, {mem.stack_bytes} B modelled "
                         f"(model - measured must be within 0..{STACK_SLACK_BYTES})")

@@ -6,8 +6,10 @@
  *   R <prediction> <score 0> ... <score N-1> <stack bytes>   one per image read
  *   D <images> <peak stack bytes> <bottom touched 0/1> <stack available to the call>
  * The stack figure is what ebnn_predict_scores uses below the caller's stack pointer (the caller's
- * own frame is the user's and is not counted); it is measured by painting the stack allowance with a
- * pattern before each call and finding the lowest overwritten byte after it.
+ * own frame is the user's and is not counted); it is measured by painting the stack allowance and a
+ * guard band below it with a pattern before each call and finding the lowest overwritten byte after
+ * it. A write into the guard band (or its top byte) means the call ran past its allowance: on the
+ * device, that is static data.
  * A port (port_*.c) supplies reading, writing, marks, exit and the current stack pointer.
  */
 #include <stdint.h>
@@ -17,7 +19,8 @@
 
 #define PAINT 0xA5u
 
-extern uint8_t __ebnn_stack_low[]; /* lowest byte of the stack allowance, just above static data */
+extern uint8_t __ebnn_stack_low[]; /* lowest byte of the stack allowance */
+extern uint8_t __ebnn_guard_low[]; /* a painted guard band below it, where static data is on the device */
 
 /* The model's input buffer: the memory model counts it (input_bytes). */
 uint8_t ebnn_input_image[EBNN_INPUT_SIZE];
@@ -26,7 +29,7 @@ uint8_t ebnn_input_image[EBNN_INPUT_SIZE];
 static void __attribute__((noinline)) harness_paint(void)
 {
     volatile uint8_t here = 0;
-    uint8_t *p = __ebnn_stack_low;
+    uint8_t *p = __ebnn_guard_low;
     const uintptr_t top = (uintptr_t)&here - 48u;
     while ((uintptr_t)p < top) {
         *p++ = PAINT;
@@ -36,7 +39,7 @@ static void __attribute__((noinline)) harness_paint(void)
 /* Lowest overwritten byte of the allowance, as an address. */
 static uintptr_t __attribute__((noinline)) harness_low_water(void)
 {
-    const uint8_t *p = __ebnn_stack_low;
+    const uint8_t *p = __ebnn_guard_low;
     while (*p == PAINT) {
         ++p;
     }
@@ -86,8 +89,8 @@ int main(void)
         port_mark(2);
         low = harness_low_water();
         available = (uint32_t)(sp - (uintptr_t)__ebnn_stack_low);
-        if (low == (uintptr_t)__ebnn_stack_low) {
-            bottom = 1; /* the call reached the bottom of the allowance: it may have overwritten static data */
+        if (low <= (uintptr_t)__ebnn_stack_low) {
+            bottom = 1; /* the call reached the bottom of its allowance or the guard band: static data on a device */
         }
         if (sp - low > peak) {
             peak = (uint32_t)(sp - low);
