@@ -106,7 +106,7 @@ def _qemu_count(img, machine: str) -> int:
                     "-chardev", "stdio,id=sh0", "-semihosting-config", "enable=on,target=native,chardev=sh0",
                     "-singlestep", "-d", "exec,nochain", "-D", str(log), "-kernel", str(img.elf)],
                    cwd=work, capture_output=True, timeout=600, check=True)
-    mark = img.address("harness_mark") & ~1
+    mark = img.address("harness_mark") & ~1  # Thumb bit
     pcs = [int(m.group(1), 16) for m in re.finditer(r"Trace \d+: \S+ \[[0-9a-f]+/([0-9a-f]+)/", log.read_text())]
     at = [i for i, pc in enumerate(pcs) if pc == mark]
     assert len(at) >= 2, "no marks in the QEMU log"

@@ -122,6 +122,9 @@ def validate_device(fm: FoldedModel, device: Device, lib: Path, work: Path, budg
 
         try:
             counts = count_instructions(img, device, test_x[:count_images])
+            if len(counts) != min(count_images, len(test_x)):
+                raise EmulatorError(f"{device.name}: unicorn saw {len(counts)} marked inferences, expected "
+                                    f"{min(count_images, len(test_x))}")
             lat["instructions_per_inference"] = int(round(np.mean([c.instructions for c in counts])))
             lat["instructions_source"] = f"unicorn, {len(counts)} images"
         except EmulatorError as e:

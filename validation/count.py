@@ -124,7 +124,7 @@ def count_instructions(img: Image, device: Device, images: np.ndarray, max_instr
         return len(chunk)
 
     uc.hook_add(unicorn.UC_HOOK_BLOCK, on_block)
-    mark_at = img.address("harness_mark") & ~1
+    mark_at = img.address("harness_mark") & (~1 if img.family == "cortex-m" else ~0)  # Thumb bit on Cortex-M
     if img.family == "cortex-m":
         from unicorn import arm_const as A
 
