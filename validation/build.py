@@ -179,5 +179,6 @@ def build_image(lib: Path, device: Device, work: Path, budget_bytes: int, allowa
 
 
 def _first_error(log: str) -> str:
-    lines = [ln.strip() for ln in log.splitlines() if "error" in ln.lower()]
+    lines = [ln.strip() for ln in log.splitlines() if "region" in ln or "overflow" in ln]  # the part's RAM/flash
+    lines += [ln.strip() for ln in log.splitlines() if "error" in ln.lower() and "collect2" not in ln]
     return (lines or [ln.strip() for ln in log.splitlines() if ln.strip()] or ["(no output)"])[0][:300]
