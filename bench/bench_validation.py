@@ -1,6 +1,7 @@
 """Per preset and device: RAM measured on the emulated device against the memory model, and cycles (AVR,
 simavr) or instructions (Cortex-M, Curie; unicorn) against the latency model. Prints the worst ratio per
-device. Random (seeded) weights: resources do not depend on training.
+device (AVR: simavr's exact cycles; Cortex-M, Curie: cycles from the unicorn trace and the core's cycle
+table, validation/cycles.py). Random (seeded) weights: resources do not depend on training.
 
     .venv/bin/python bench/bench_validation.py [images]
 """
@@ -53,15 +54,16 @@ def main(images: int = 2) -> None:
                     meas = f"{lat['cycles_measured']} cycles"
                     lr = lat["cycles_modelled"] / lat["cycles_measured"]
                 else:
-                    meas = f"{lat.get('instructions_per_inference')} instructions"
-                    lr = lat["cycles_modelled"] / max(1, lat.get("instructions_per_inference", 1))
+                    meas = (f"{lat.get('cycles_estimated')} cycles from {lat.get('instructions_per_inference')} "
+                            "instructions")
+                    lr = lat["cycles_modelled"] / max(1, lat.get("cycles_estimated", 1))
                 worst[dn]["latency"] = max(worst[dn].get("latency", 0), abs(np.log(lr)))
                 print(f"| {name} | {dn} | {ram['total_measured']} / {ram['total_modelled']} | "
                       f"{ram['stack_measured']} / {ram['stack_modelled']} | {meas} | {lat['cycles_modelled']} cycles "
                       f"({lr:.2f}x) | {'yes' if r['ok'] else 'no: ' + '; '.join(r['failures'])[:60]} |", flush=True)
     for dn, w in worst.items():
         print(f"{dn}: worst modelled/measured RAM {w.get('ram', float('nan')):.3f}; worst latency model off by "
-              f"{np.exp(w.get('latency', float('nan'))):.2f}x (cycles modelled vs measured cycles or instructions)")
+              f"{np.exp(w.get('latency', float('nan'))):.2f}x (modelled cycles vs simavr's, or the trace's estimate)")
 
 
 if __name__ == "__main__":

@@ -15,15 +15,18 @@ void ebnn_pack_binary_input(const uint8_t *pixels, ebnn_dims d, uint8_t threshol
 
 ebnn_status ebnn_conv_block(const ebnn_conv_params *p, ebnn_input in, uint32_t *out, uint32_t *scratch)
 {
-    return ebnn_conv_block_k(p, in, out, scratch);
+    ebnn_work wk;
+    return ebnn_conv_block_k(p, in, out, scratch, &wk);
 }
 
 ebnn_status ebnn_dense_block(const ebnn_dense_params *p, ebnn_input in, uint32_t *out)
 {
-    return ebnn_dense_block_k(p, in, out);
+    ebnn_work wk;
+    return ebnn_dense_block_k(p, in, out, &wk);
 }
 
 int ebnn_classifier(const ebnn_classifier_params *p, ebnn_input in, int32_t *scores)
 {
-    return ebnn_classifier_k(p, in, scores);
+    ebnn_work wk;
+    return ebnn_classifier_k(p, in, scores, &wk);
 }

@@ -18,6 +18,11 @@
 #ifndef EBNN_CONV_PASS
 #define EBNN_CONV_PASS 32u /* filters (or dense outputs) per pass: a multiple of EBNN_GROUP, at most 32 */
 #endif
+#ifndef EBNN_POOL_EARLY_EXIT
+/* 1: a recompute-pooled output stops once every filter of the pass fired: faster on average, but the time
+ * then depends on the data. 0 (default): constant time per inference, which the latency model predicts. */
+#define EBNN_POOL_EARLY_EXIT 0
+#endif
 #ifndef EBNN_WINDOW_WORDS
 #define EBNN_WINDOW_WORDS 8u /* words of the largest binary conv window (k * k * C bits), from ebnn_config.h */
 #endif
@@ -258,11 +263,11 @@ EBNN_INLINE void ebnn_lookup(int32_t *acc, uint32_t n, uint32_t word, const int3
  * pixels; weights grouped: word g * nq + q holds output 8g + j's weights for pixels 4q .. 4q+3 in bits
  * 4j .. 4j+3. Each chunk of 4 pixels gets its table once for all n outputs. */
 EBNN_INLINE void ebnn_pixel_dense_sums(const uint8_t *px, uint32_t n_in, const EBNN_PARAM uint32_t *weights,
-                                       uint32_t o0, uint32_t n, int32_t *acc)
+                                       uint32_t o0, uint32_t n, int32_t *acc, int32_t *t, int32_t *v)
 {
     const uint32_t nq = (n_in + 3u) >> 2, groups = (n + EBNN_GROUP - 1u) / EBNN_GROUP;
     const EBNN_PARAM uint32_t *w = weights + (o0 / EBNN_GROUP) * nq;
-    int32_t t[16], v[4], total = 0;
+    int32_t total = 0;
     uint32_t q, g, j;
     t[0] = 0;
     for (j = 0; j < n; ++j) {
@@ -291,6 +296,37 @@ EBNN_INLINE void ebnn_pixel_dense_sums(const uint8_t *px, uint32_t n_in, const E
     }
 }
 
+/* ---- the kernels' temporaries ------------------------------------------------------------------
+ * One ebnn_work per inference call (model.c keeps it in the frame of ebnn_predict_scores; the block API
+ * of ebnn.c in each call's own frame). The layers use it in turn, and a layer's path uses one member of
+ * the union, so the whole inference needs the largest member, once. */
+#if EBNN_WIDE
+typedef uint64_t ebnn_lanes;
+#else
+typedef uint32_t ebnn_lanes;
+#endif
+#define EBNN_LANE_WORDS 2u
+#define EBNN_LANE_LIMIT 32u /* taps * lane words of a pass at most, for the lanes */
+#ifndef EBNN_LANE_SLOTS
+#define EBNN_LANE_SLOTS EBNN_LANE_LIMIT /* lane words the work area holds (ebnn_config.h: what the model uses) */
+#endif
+
+typedef union {
+    struct {                           /* sums on raw pixels (conv tables, dense), dense and classifier */
+        int32_t acc[EBNN_CONV_PASS];   /* the sums S of a pass */
+        int32_t t[16];                 /* a subset-sum table */
+        int32_t v[4];                  /* the pixels of its chunk */
+    } tab;
+    struct {                           /* binary conv */
+        int32_t bound[EBNN_CONV_PASS]; /* the most mismatches that fire (ebnn_bounds), per pass */
+        uint32_t win[EBNN_WINDOW_WORDS], valid[EBNN_WINDOW_WORDS]; /* a gathered window and its mask */
+    } bit;
+    struct {                           /* conv on raw pixels in packed lanes */
+        ebnn_lanes m[EBNN_LANE_SLOTS];    /* M of tap t, lane word l at t * words + l */
+        ebnn_lanes bias[EBNN_LANE_WORDS]; /* 2^15 - T per lane */
+    } lane;
+} ebnn_work;
+
 /* ---- conv ------------------------------------------------------------------------------------ */
 
 /* Signed subset sums of len (1..4) pixel values: t[s] = sum over i of (bit i of s ? +v[i] : -v[i]),
@@ -311,13 +347,17 @@ EBNN_INLINE void ebnn_signed_subsets(int32_t *t, const int32_t *v, uint32_t len)
  * (f * K + ky) * ceil(K * C / 4) + r of p->chunks holding filter f's bits for run r of row ky.
  * interior: the whole window lies inside the input (no bounds checks). */
 EBNN_INLINE uint32_t ebnn_pixel_conv_fire(const ebnn_conv_params *p, const uint8_t *px, int32_t iy0, int32_t ix0,
-                                          uint32_t f0, uint32_t n, int interior)
+                                          uint32_t f0, uint32_t n, int interior, ebnn_work *wk)
 {
     const uint32_t k = p->kernel, c = p->in.c, h = p->in.h, w = p->in.w, kc = k * c;
     const uint32_t cq = (kc + 3u) >> 2, nq = k * cq;
     const EBNN_PARAM uint8_t *chunks = p->chunks + f0 * nq;
-    int32_t acc[EBNN_CONV_PASS] = {0}, t[16], v[4] = {0, 0, 0, 0};
+    int32_t *acc = wk->tab.acc, *t = wk->tab.t, *v = wk->tab.v;
     uint32_t ky, r, i, j, mask = 0;
+    EBNN_UNROLL
+    for (j = 0; j < n; ++j) {
+        acc[j] = 0;
+    }
     EBNN_UNROLL
     for (ky = 0; ky < k; ++ky) {
         const int32_t iy = iy0 + (int32_t)ky;
@@ -354,13 +394,14 @@ EBNN_INLINE uint32_t ebnn_pixel_conv_fire(const ebnn_conv_params *p, const uint8
  * XNOR-popcount over the buffer. Outside the input the window is masked off (zero padding).
  * bound[j]: the most mismatches d with which filter f0 + j fires on a whole window (ebnn_bounds). */
 EBNN_INLINE uint32_t ebnn_bit_conv_fire(const ebnn_conv_params *p, const uint32_t *x, int32_t iy0, int32_t ix0,
-                                        uint32_t f0, uint32_t n, int interior, const int32_t *bound)
+                                        uint32_t f0, uint32_t n, int interior, ebnn_work *wk)
 {
     const uint32_t k = p->kernel, c = p->in.c, h = p->in.h, w = p->in.w, kc = k * c, fb = k * kc;
     /* the block checked fw <= EBNN_WINDOW_WORDS; the clamp tells the compiler */
     const uint32_t fw = ebnn_words(fb) < EBNN_WINDOW_WORDS ? ebnn_words(fb) : EBNN_WINDOW_WORDS;
     const EBNN_PARAM uint32_t *wt = p->weights + f0 * fw;
-    uint32_t win[EBNN_WINDOW_WORDS], valid[EBNN_WINDOW_WORDS];
+    uint32_t *win = wk->bit.win, *valid = wk->bit.valid;
+    const int32_t *bound = wk->bit.bound;
     uint32_t ky, i, j, mask = 0;
     int32_t n_valid;
     EBNN_UNROLL
@@ -422,65 +463,57 @@ EBNN_INLINE void ebnn_bounds(const ebnn_conv_params *p, uint32_t f0, uint32_t n,
  * serves EBNN_LANES filters. Then 2 * lane - (sum of pixels) - T + 2^15 is below 2^16, and its
  * bit 15 says whether the filter fires: all lanes compared at once. Needs K * K * C <= 64. */
 #if EBNN_WIDE
-typedef uint64_t ebnn_lanes;
 #define EBNN_LANES 4u
 #define EBNN_LANE_ONES 0x0001000100010001u
 #define EBNN_LANE_GATHER 0x0001000200040008u /* bit 16f (f < 4) -> bit 48 + f */
 #define EBNN_LANE_SHIFT 48
 #else
-typedef uint32_t ebnn_lanes;
 #define EBNN_LANES 2u
 #define EBNN_LANE_ONES 0x00010001u
 #define EBNN_LANE_GATHER 0x00010002u /* bit 16f (f < 2) -> bit 16 + f */
 #define EBNN_LANE_SHIFT 16
 #endif
-#define EBNN_LANE_WORDS 2u
-#define EBNN_LANE_SLOTS 32u /* taps * lane words held on the stack */
 #ifndef EBNN_PIXEL_LANES
 #define EBNN_PIXEL_LANES 1 /* 0 on 8-bit cores, where a 32-bit multiply is a library call */
 #endif
 
-typedef struct {
-    int32_t bound[EBNN_CONV_PASS];     /* binary conv: the most mismatches that fire (ebnn_bounds) */
-    ebnn_lanes m[EBNN_LANE_SLOTS];      /* lanes: M of tap t, lane word l at t * words + l */
-    ebnn_lanes bias[EBNN_LANE_WORDS];   /* lanes: 2^15 - T per lane */
-} ebnn_pass;
 
 EBNN_INLINE int ebnn_use_lanes(const ebnn_conv_params *p, uint32_t n)
 {
     const uint32_t taps = (uint32_t)p->kernel * p->kernel * p->in.c;
     const uint32_t words = (n + EBNN_LANES - 1u) / EBNN_LANES;
-    return EBNN_PIXEL_LANES && words <= EBNN_LANE_WORDS && taps <= 64u && taps * words <= EBNN_LANE_SLOTS;
+    return EBNN_PIXEL_LANES && words <= EBNN_LANE_WORDS && taps <= 64u && taps * words <= EBNN_LANE_LIMIT &&
+           taps * words <= EBNN_LANE_SLOTS;
 }
 
 /* M per tap and the biases of filters f0 .. f0 + n - 1, once per pass. */
-EBNN_INLINE void ebnn_lane_setup(const ebnn_conv_params *p, uint32_t f0, uint32_t n, ebnn_pass *pp)
+EBNN_INLINE void ebnn_lane_setup(const ebnn_conv_params *p, uint32_t f0, uint32_t n, ebnn_work *wk)
 {
     const uint32_t k = p->kernel, c = p->in.c, kc = k * c, cq = (kc + 3u) >> 2, taps = k * kc;
     const uint32_t words = (n + EBNN_LANES - 1u) / EBNN_LANES;
     const int32_t limit = (int32_t)taps * 255 + 1; /* |S| < limit: clamping T there changes no output */
     uint32_t t, j;
     for (t = 0; t < taps * words; ++t) {
-        pp->m[t] = 0;
+        wk->lane.m[t] = 0;
     }
     for (j = 0; j < words; ++j) {
-        pp->bias[j] = 0;
+        wk->lane.bias[j] = 0;
     }
     for (j = 0; j < n; ++j) {
         const uint32_t shift = 16u * (j % EBNN_LANES), word = j / EBNN_LANES;
         int32_t thr = ebnn_threshold(p->thr16, p->thr32, f0 + j);
         thr = thr > limit ? limit : thr < -limit ? -limit : thr;
-        pp->bias[word] += (ebnn_lanes)(uint32_t)(32768 - thr) << shift;
+        wk->lane.bias[word] += (ebnn_lanes)(uint32_t)(32768 - thr) << shift;
         for (t = 0; t < taps; ++t) { /* tap t = ky * K * C + (kx * C + ch): row ky, chunk position r */
             const uint32_t ky = t / kc, r = t % kc;
             const uint32_t bit = (p->chunks[((f0 + j) * k + ky) * cq + r / 4u] >> (r % 4u)) & 1u;
-            pp->m[t * words + word] |= (ebnn_lanes)bit << shift;
+            wk->lane.m[t * words + word] |= (ebnn_lanes)bit << shift;
         }
     }
 }
 
 EBNN_INLINE uint32_t ebnn_lane_conv_fire(const ebnn_conv_params *p, const uint8_t *px, int32_t iy0, int32_t ix0,
-                                         uint32_t n, int interior, const ebnn_pass *pp)
+                                         uint32_t n, int interior, const ebnn_work *wk)
 {
     const uint32_t k = p->kernel, c = p->in.c, h = p->in.h, w = p->in.w;
     const uint32_t words = (n + EBNN_LANES - 1u) / EBNN_LANES;
@@ -500,7 +533,7 @@ EBNN_INLINE uint32_t ebnn_lane_conv_fire(const ebnn_conv_params *p, const uint8_
                     total += v;
                     EBNN_UNROLL
                     for (l = 0; l < words; ++l) {
-                        acc[l] += v * pp->m[t * words + l];
+                        acc[l] += v * wk->lane.m[t * words + l];
                     }
                 }
             }
@@ -508,7 +541,7 @@ EBNN_INLINE uint32_t ebnn_lane_conv_fire(const ebnn_conv_params *p, const uint8_
     }
     EBNN_UNROLL
     for (l = words; l-- > 0;) {
-        const ebnn_lanes v = 2u * acc[l] - total * EBNN_LANE_ONES + pp->bias[l];
+        const ebnn_lanes v = 2u * acc[l] - total * EBNN_LANE_ONES + wk->lane.bias[l];
         const uint32_t fired = (uint32_t)((((v >> 15) & EBNN_LANE_ONES) * EBNN_LANE_GATHER) >> EBNN_LANE_SHIFT);
         mask = (mask << EBNN_LANES) | (fired & ((1u << EBNN_LANES) - 1u));
     }
@@ -517,22 +550,22 @@ EBNN_INLINE uint32_t ebnn_lane_conv_fire(const ebnn_conv_params *p, const uint8_
 
 /* Fire mask of filters f0 .. f0 + n - 1 at conv position (oy, ox), before pooling. */
 EBNN_INLINE uint32_t ebnn_conv_fire(const ebnn_conv_params *p, ebnn_input in, uint32_t oy, uint32_t ox, uint32_t f0,
-                                    uint32_t n, const ebnn_pass *pp)
+                                    uint32_t n, ebnn_work *wk)
 {
     const int32_t iy0 = (int32_t)(oy * p->stride) - (int32_t)p->padding;
     const int32_t ix0 = (int32_t)(ox * p->stride) - (int32_t)p->padding;
     const int interior = iy0 >= 0 && ix0 >= 0 && iy0 + (int32_t)p->kernel <= (int32_t)p->in.h &&
                          ix0 + (int32_t)p->kernel <= (int32_t)p->in.w;
     if (in.pixels && ebnn_use_lanes(p, n)) {
-        return interior ? ebnn_lane_conv_fire(p, in.pixels, iy0, ix0, n, 1, pp)
-                        : ebnn_lane_conv_fire(p, in.pixels, iy0, ix0, n, 0, pp);
+        return interior ? ebnn_lane_conv_fire(p, in.pixels, iy0, ix0, n, 1, wk)
+                        : ebnn_lane_conv_fire(p, in.pixels, iy0, ix0, n, 0, wk);
     }
     if (in.pixels) {
-        return interior ? ebnn_pixel_conv_fire(p, in.pixels, iy0, ix0, f0, n, 1)
-                        : ebnn_pixel_conv_fire(p, in.pixels, iy0, ix0, f0, n, 0);
+        return interior ? ebnn_pixel_conv_fire(p, in.pixels, iy0, ix0, f0, n, 1, wk)
+                        : ebnn_pixel_conv_fire(p, in.pixels, iy0, ix0, f0, n, 0, wk);
     }
-    return interior ? ebnn_bit_conv_fire(p, in.bits, iy0, ix0, f0, n, 1, pp->bound)
-                    : ebnn_bit_conv_fire(p, in.bits, iy0, ix0, f0, n, 0, pp->bound);
+    return interior ? ebnn_bit_conv_fire(p, in.bits, iy0, ix0, f0, n, 1, wk)
+                    : ebnn_bit_conv_fire(p, in.bits, iy0, ix0, f0, n, 0, wk);
 }
 
 EBNN_INLINE uint32_t ebnn_conv_scratch_words_k(const ebnn_conv_params *p)
@@ -552,42 +585,40 @@ EBNN_INLINE uint32_t ebnn_conv_scratch_words_k(const ebnn_conv_params *p)
 /* Thresholded conv bits of filters f0 .. f0 + n - 1, conv row y, columns [0, cols), into row slot
  * `slot` of buf (rows of conv.w * F bits). */
 EBNN_INLINE void ebnn_conv_row(const ebnn_conv_params *p, ebnn_input in, uint32_t y, uint32_t cols, uint32_t *buf,
-                               uint32_t slot, uint32_t f0, uint32_t n, const ebnn_pass *pp)
+                               uint32_t slot, uint32_t f0, uint32_t n, ebnn_work *wk)
 {
     const uint32_t fw = p->conv.c, base = slot * p->conv.w * fw + f0;
     uint32_t x;
     for (x = 0; x < cols; ++x) {
-        ebnn_put_bits(buf, base + x * fw, ebnn_conv_fire(p, in, y, x, f0, n, pp), n);
+        ebnn_put_bits(buf, base + x * fw, ebnn_conv_fire(p, in, y, x, f0, n, wk), n);
     }
 }
 
 /* One pass of a conv block: filters f0 .. f0 + n - 1 (n <= EBNN_CONV_PASS) over every output position. */
 EBNN_INLINE void ebnn_conv_pass(const ebnn_conv_params *p, ebnn_input in, uint32_t *out, uint32_t *scratch,
-                                uint32_t f0, uint32_t n)
+                                uint32_t f0, uint32_t n, ebnn_work *wk)
 {
     const uint32_t nf = p->out.c, ho = p->out.h, wo = p->out.w, pool = p->pool, ps = p->pool_stride;
     const uint32_t full = ebnn_low_mask(n), flips = ebnn_flip_bits(p->flips, f0, n);
     uint32_t oy, ox, dy, dx;
-    ebnn_pass pass;
-    const ebnn_pass *pp = &pass;
     if (!in.pixels) {
-        ebnn_bounds(p, f0, n, pass.bound);
+        ebnn_bounds(p, f0, n, wk->bit.bound);
     } else if (ebnn_use_lanes(p, n)) {
-        ebnn_lane_setup(p, f0, n, &pass);
+        ebnn_lane_setup(p, f0, n, wk);
     }
     if (!pool) {
         for (oy = 0; oy < ho; ++oy) {
             for (ox = 0; ox < wo; ++ox) {
-                ebnn_or_bits(out, (oy * wo + ox) * nf + f0, ebnn_conv_fire(p, in, oy, ox, f0, n, pp) ^ flips, n);
+                ebnn_or_bits(out, (oy * wo + ox) * nf + f0, ebnn_conv_fire(p, in, oy, ox, f0, n, wk) ^ flips, n);
             }
         }
     } else if (p->fusion == EBNN_FUSION_RECOMPUTE) { /* the paper's fusion: each window recomputed */
         for (oy = 0; oy < ho; ++oy) {
             for (ox = 0; ox < wo; ++ox) {
                 uint32_t mask = 0;
-                for (dy = 0; dy < pool && mask != full; ++dy) { /* stop once every filter fired */
-                    for (dx = 0; dx < pool && mask != full; ++dx) {
-                        mask |= ebnn_conv_fire(p, in, oy * ps + dy, ox * ps + dx, f0, n, pp);
+                for (dy = 0; dy < pool && (!EBNN_POOL_EARLY_EXIT || mask != full); ++dy) {
+                    for (dx = 0; dx < pool && (!EBNN_POOL_EARLY_EXIT || mask != full); ++dx) {
+                        mask |= ebnn_conv_fire(p, in, oy * ps + dy, ox * ps + dx, f0, n, wk);
                     }
                 }
                 ebnn_or_bits(out, (oy * wo + ox) * nf + f0, mask ^ flips, n);
@@ -600,12 +631,12 @@ EBNN_INLINE void ebnn_conv_pass(const ebnn_conv_params *p, ebnn_input in, uint32
         uint32_t next_row = 0;
         if (!rowbuffer) {
             for (next_row = 0; next_row < p->conv.h; ++next_row) {
-                ebnn_conv_row(p, in, next_row, p->conv.w, scratch, next_row, f0, n, pp);
+                ebnn_conv_row(p, in, next_row, p->conv.w, scratch, next_row, f0, n, wk);
             }
         }
         for (oy = 0; oy < ho; ++oy) {
             for (; next_row < oy * ps + pool; ++next_row) { /* rowbuffer: each conv row computed once */
-                ebnn_conv_row(p, in, next_row, cols, scratch, next_row % pool, f0, n, pp);
+                ebnn_conv_row(p, in, next_row, cols, scratch, next_row % pool, f0, n, wk);
             }
             for (ox = 0; ox < wo; ++ox) {
                 uint32_t mask = 0;
@@ -622,7 +653,7 @@ EBNN_INLINE void ebnn_conv_pass(const ebnn_conv_params *p, ebnn_input in, uint32
 }
 
 EBNN_INLINE ebnn_status ebnn_conv_block_k(const ebnn_conv_params *p, ebnn_input in, uint32_t *out,
-                                          uint32_t *scratch)
+                                          uint32_t *scratch, ebnn_work *wk)
 {
     uint32_t f0;
     if (!p || !out || (!in.pixels && !in.bits) || (in.pixels ? !p->chunks : !p->weights) ||
@@ -636,9 +667,9 @@ EBNN_INLINE ebnn_status ebnn_conv_block_k(const ebnn_conv_params *p, ebnn_input 
     EBNN_UNROLL
     for (f0 = 0; f0 < p->out.c; f0 += EBNN_CONV_PASS) {
         if (p->out.c - f0 >= EBNN_CONV_PASS) {
-            ebnn_conv_pass(p, in, out, scratch, f0, EBNN_CONV_PASS);
+            ebnn_conv_pass(p, in, out, scratch, f0, EBNN_CONV_PASS, wk);
         } else {
-            ebnn_conv_pass(p, in, out, scratch, f0, p->out.c - f0);
+            ebnn_conv_pass(p, in, out, scratch, f0, p->out.c - f0, wk);
         }
     }
     return EBNN_OK;
@@ -648,12 +679,13 @@ EBNN_INLINE ebnn_status ebnn_conv_block_k(const ebnn_conv_params *p, ebnn_input 
 
 /* Sums S of outputs o0 .. o0 + n - 1 of a dense layer (rows of n_in weight bits padded to whole words). */
 EBNN_INLINE void ebnn_dense_sums(ebnn_input in, uint32_t n_in, const EBNN_PARAM uint32_t *weights, uint32_t o0,
-                                 uint32_t n, int32_t *acc)
+                                 uint32_t n, ebnn_work *wk)
 {
+    int32_t *acc = wk->tab.acc;
     const uint32_t nw = ebnn_words(n_in);
     uint32_t j;
     if (in.pixels) {
-        ebnn_pixel_dense_sums(in.pixels, n_in, weights, o0, n, acc);
+        ebnn_pixel_dense_sums(in.pixels, n_in, weights, o0, n, acc, wk->tab.t, wk->tab.v);
         return;
     }
     for (j = 0; j < n; ++j) {
@@ -661,9 +693,9 @@ EBNN_INLINE void ebnn_dense_sums(ebnn_input in, uint32_t n_in, const EBNN_PARAM 
     }
 }
 
-EBNN_INLINE ebnn_status ebnn_dense_block_k(const ebnn_dense_params *p, ebnn_input in, uint32_t *out)
+EBNN_INLINE ebnn_status ebnn_dense_block_k(const ebnn_dense_params *p, ebnn_input in, uint32_t *out, ebnn_work *wk)
 {
-    int32_t acc[EBNN_CONV_PASS];
+    const int32_t *acc = wk->tab.acc;
     uint32_t o0, j;
     if (!p || !out || (!in.pixels && !in.bits)) {
         return EBNN_E_NULL;
@@ -672,7 +704,7 @@ EBNN_INLINE ebnn_status ebnn_dense_block_k(const ebnn_dense_params *p, ebnn_inpu
     for (o0 = 0; o0 < p->n_out; o0 += EBNN_CONV_PASS) {
         const uint32_t n = p->n_out - o0 < EBNN_CONV_PASS ? p->n_out - o0 : EBNN_CONV_PASS;
         uint32_t mask = 0;
-        ebnn_dense_sums(in, p->n_in, p->weights, o0, n, acc);
+        ebnn_dense_sums(in, p->n_in, p->weights, o0, n, wk);
         for (j = 0; j < n; ++j) {
             mask |= (uint32_t)(acc[j] >= ebnn_threshold(p->thr16, p->thr32, o0 + j)) << j;
         }
@@ -681,9 +713,10 @@ EBNN_INLINE ebnn_status ebnn_dense_block_k(const ebnn_dense_params *p, ebnn_inpu
     return EBNN_OK;
 }
 
-EBNN_INLINE int ebnn_classifier_k(const ebnn_classifier_params *p, ebnn_input in, int32_t *scores)
+EBNN_INLINE int ebnn_classifier_k(const ebnn_classifier_params *p, ebnn_input in, int32_t *scores, ebnn_work *wk)
 {
-    int32_t acc[EBNN_CONV_PASS], best_score = 0;
+    const int32_t *acc = wk->tab.acc;
+    int32_t best_score = 0;
     uint32_t o0, j;
     int best = 0;
     if (!p || (!in.pixels && !in.bits)) {
@@ -691,7 +724,7 @@ EBNN_INLINE int ebnn_classifier_k(const ebnn_classifier_params *p, ebnn_input in
     }
     for (o0 = 0; o0 < p->classes; o0 += EBNN_CONV_PASS) {
         const uint32_t n = p->classes - o0 < EBNN_CONV_PASS ? p->classes - o0 : EBNN_CONV_PASS;
-        ebnn_dense_sums(in, p->n_in, p->weights, o0, n, acc);
+        ebnn_dense_sums(in, p->n_in, p->weights, o0, n, wk);
         for (j = 0; j < n; ++j) {
             const uint32_t c = o0 + j;
             const int32_t score = p->scale[c] * acc[j] + p->offset[c];

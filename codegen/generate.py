@@ -18,7 +18,7 @@ import numpy as np
 
 from ebnn_core import ConvBlock, DenseBlock, Device, FoldedModel, memory_plan
 from ebnn_core.bits import words_for
-from ebnn_core.resources import PIXEL_GROUP, padded_bytes, pixel_conv_chunks
+from ebnn_core.resources import PIXEL_GROUP, conv_pass_size, lane_slots, padded_bytes, pixel_conv_chunks
 from ebnn_core.safe import c_comment
 from ebnn_core.semantics import BINARY_INPUT_THRESHOLD
 
@@ -164,12 +164,13 @@ def build_context(fm: FoldedModel, device: Device) -> dict:
     return {
         "arch_hash": spec.short_hash(), "arch_desc": c_comment(spec.describe()),
         "arch_json": c_comment(spec.to_json()), "device": c_comment(device.name), "params_in": c_comment(device.params_in), "popcount": device.popcount,
-        "conv_pass": 8 if device.word_bits <= 16 else 32,  # small cores: a smaller stack frame
+        "conv_pass": conv_pass_size(device, spec),  # 8 on small cores; never wider than the widest layer
+        "lane_slots": max(1, lane_slots(spec, device)),
         "window_words": max([words_for(ls.block.kernel ** 2 * ls.in_shape[0]) for ls in shapes
                              if isinstance(ls.block, ConvBlock) and not (ls.index == 0 and spec.input_mode == "uint8")]
                             or [1]) + 1,  # + 1: the generic (ebnn.c) path may touch one word more
         "pixel_group": PIXEL_GROUP,
-        "pixel_lanes": device.word_bits > 16,
+        "pixel_lanes": lane_slots(spec, device) > 0,  # only where a pass of this model uses them
         "input_shape": spec.input_shape, "input_size": int(np.prod(spec.input_shape)), "classes": spec.classes,
         "mem": mem.as_dict(), "arena_bytes": mem.arena_bytes, "arena_words": arena_words,
         "arena_places": [list(p) for p in mem.arena], "scratch_offset": mem.activation_bytes,

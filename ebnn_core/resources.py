@@ -2,8 +2,8 @@
 
     dev = Device.from_dict(yaml.safe_load(open("conf/device/curie.yaml")))
     mem = memory_plan(spec, dev)     # mem.ram_bytes, mem.flash_bytes, mem.model_bytes, mem.arena
-    ops = op_counts(spec)            # pixel adds, XNOR-popcount words, compares, pool ops
-    latency_ms(spec, dev)
+    ops = op_counts(spec)            # generic work: pixel adds, XNOR-popcount words, compares, pool ops
+    latency_ms(spec, dev)            # per kernel path cost terms (latency_terms) x dev.cycles, over the clock
 
 The code generator allocates from `memory_plan`, so the estimate and the binary cannot drift.
 
@@ -34,7 +34,17 @@ from .folded import sum_bound
 
 WORD_BYTES = 4
 PARAMS_IN = ("ram", "flash")
-CYCLE_KEYS = ("pixel_add", "xnor_word", "compare", "pool_op", "output")
+OP_KEYS = ("pixel_add", "xnor_word", "compare", "pool_op", "output")  # OpCounts (generic work, bench/)
+# The latency model's cost terms, one per thing the C kernels spend time on (latency_terms); the device
+# file's `cycles:` section gives the cycles of each (fitted by bench/calibrate_latency.py).
+COST_KEYS = ("inference", "pack_pixel", "pass",
+             "lane_window", "lane_tap", "lane_madd", "lane_word",
+             "table_window", "table_tap", "table_chunk", "table_entry", "table_lookup", "table_filter",
+             "table_wide_tap",
+             "bit_window", "window_word", "bit_filter", "xnor_word", "xnor_border_word",
+             "border_window", "bit_store", "pool_read",
+             "dense_table", "dense_lookup", "pixel_output", "dense_word", "dense_long_word", "output")
+CYCLE_KEYS = COST_KEYS
 
 
 class DeviceError(ValueError):
@@ -147,6 +157,7 @@ class MemoryReport:
     stack_bytes: int
     params_in: str
     arena: tuple[tuple[int, int], ...]  # (offset, size) of each packed activation in the arena
+    code_bytes: int = 0  # the inference's code (validation.stack compiles it; 0: not compiled)
 
     @property
     def ram_bytes(self) -> int:
@@ -161,8 +172,9 @@ class MemoryReport:
 
     @property
     def flash_bytes(self) -> int:
-        """Model constants in flash (in RAM mode their initial values are in flash too); code excluded."""
-        return self.params_bytes
+        """Model constants in flash (in RAM mode their initial values are in flash too) and the code of the
+        inference when it was compiled (code_bytes)."""
+        return self.params_bytes + self.code_bytes
 
     @property
     def model_bytes(self) -> int:
@@ -180,6 +192,7 @@ class MemoryReport:
             "slack_bytes": self.slack_bytes,
             "input_bytes": self.input_bytes,
             "stack_bytes": self.stack_bytes,
+            "code_bytes": self.code_bytes,
             "params_in": self.params_in,
         }
 
@@ -208,9 +221,10 @@ def arena_plan(sizes: list[int]) -> tuple[int, tuple[tuple[int, int], ...]]:
     return total, places
 
 
-def memory_plan(spec: ArchSpec, device: Device, stack_bytes: int | None = None) -> MemoryReport:
-    """Static sizes are exact here; the stack of the inference call is the compiler's figure, which
-    validation.stack measures and passes as `stack_bytes` (None: the device's fixed `stack_bytes`)."""
+def memory_plan(spec: ArchSpec, device: Device, stack_bytes: int | None = None, code_bytes: int = 0) -> MemoryReport:
+    """Static sizes are exact here; the stack of the inference call and the size of its code are the
+    compiler's figures, which validation.stack measures and passes as `stack_bytes` (None: the device's
+    fixed `stack_bytes`) and `code_bytes` (0: code not counted)."""
     layers = []
     for ls in spec.shapes():
         bound = sum_bound(spec, ls)
@@ -239,10 +253,11 @@ def memory_plan(spec: ArchSpec, device: Device, stack_bytes: int | None = None) 
         stack_bytes=int(device.stack_bytes if stack_bytes is None else stack_bytes),
         params_in=device.params_in,
         arena=places,
+        code_bytes=int(code_bytes),
     )
 
 
-# ---- operation counts and latency ---------------------------------------------------------------
+# ---- generic operation counts (bench/: work per second; not the latency model) --------------------
 
 @dataclass
 class OpCounts:
@@ -253,12 +268,12 @@ class OpCounts:
     output: int = 0
 
     def __iadd__(self, o: "OpCounts") -> "OpCounts":
-        for k in CYCLE_KEYS:
+        for k in OP_KEYS:
             setattr(self, k, getattr(self, k) + getattr(o, k))
         return self
 
     def as_dict(self) -> dict[str, int]:
-        return {k: int(getattr(self, k)) for k in CYCLE_KEYS}
+        return {k: int(getattr(self, k)) for k in OP_KEYS}
 
     @property
     def total(self) -> int:
@@ -336,9 +351,190 @@ def total_ops(spec: ArchSpec) -> OpCounts:
     return tot
 
 
+
+
+# ---- latency: per kernel path cost terms ----------------------------------------------------------
+#
+# The generated C (c_runtime/ebnn_kernels.h, specialized per layer) takes one of these paths per block:
+# - conv on raw pixels, packed lanes (ebnn_lane_conv_fire) when the device's word is wider than 16 bits
+#   (EBNN_PIXEL_LANES, codegen) and the pass's filters fit 2 lane words with taps * words <= 32: per
+#   window (lane_window) every tap inside the input is loaded and summed once (lane_tap) and
+#   multiply-added into each lane word (lane_madd), then each lane word compared at once (lane_word);
+# - otherwise signed subset-sum tables (ebnn_pixel_conv_fire): per window (table_window) its taps loaded
+#   (table_tap), per chunk of up to 4 taps of a kernel row (table_chunk) a table of 2^len entries (table_entry), one
+#   lookup per chunk and filter (table_lookup) and a threshold compare per filter (table_filter);
+# - binary conv (ebnn_bit_conv_fire): per window (bit_window) the K rows copied into a cleared buffer
+#   (window_word: words cleared and copied; a border window copies its valid rows and sets a mask),
+#   then per filter (bit_filter) an XNOR-popcount over the window's words (xnor_word; masked on border
+#   windows: xnor_border_word);
+# - a window reaching into the padding takes the bounds-checked variant (border_window, every path);
+#   pooling by fusion: recompute calls a window for every pool window covering it (no early exit by
+#   default, EBNN_POOL_EARLY_EXIT: constant time); rowbuffer/unfused compute each needed
+#   conv position once, store its bits (bit_store) and OR them back (pool_read); every output position
+#   of a pass is one more bit_store;
+# - dense on raw pixels (ebnn_pixel_dense_sums): per pass and 4 pixels a 16-entry table (dense_table),
+#   then one lookup per output (dense_lookup), and each output (pixel_output); dense on bits: words *
+#   outputs (dense_word; dense_long_word again for rows of more than 32 words, which the compiler does
+#   not unroll whole) and each output (output); the classifier is a dense layer of `classes` outputs;
+#   passes of EBNN_CONV_PASS filters/outputs (pass: 32, 8 on cores of at most 16 bits);
+# - a binary-mode input packs C*H*W pixels (pack_pixel); one fixed cost per inference (inference).
+
+def conv_pass_size(device: Device, spec: ArchSpec | None = None) -> int:
+    """EBNN_CONV_PASS as codegen sets it: 8 on cores of at most 16 bits, else 32; for a model (`spec`), no
+    more than the smallest of 8, 16, 32 that covers its widest layer, so no pass buffer is larger than a
+    layer can fill (passes must be a multiple of the pixel group, 8, and divide the 32 flip bits of a word)."""
+    base = 8 if device.word_bits <= 16 else 32
+    if spec is None:
+        return base
+    widest = max([ls.out_shape[0] for ls in spec.shapes()])
+    return min(base, next(p for p in (8, 16, 32) if p >= widest or p == 32))
+
+
+LANE_LIMIT = 32  # taps * lane words of a pass at most, for the lanes (EBNN_LANE_LIMIT)
+
+
+def lane_slots(spec: ArchSpec, device: Device) -> int:
+    """EBNN_LANE_SLOTS: lane words the work area holds, the most any pass of the model uses; 0 when no pass
+    uses the lanes (codegen then turns them off, EBNN_PIXEL_LANES 0)."""
+    lanes = lanes_per_word(device)
+    first = spec.shapes()[0]
+    if not lanes or spec.input_mode != "uint8" or not isinstance(first.block, ConvBlock):
+        return 0
+    taps = first.block.kernel ** 2 * first.in_shape[0]
+    used = [taps * -(-n // lanes) for n in pass_sizes(first.out_shape[0], conv_pass_size(device, spec))
+            if uses_lanes(device, taps, n)]
+    return max(used, default=0)
+
+
+def lanes_per_word(device: Device) -> int:
+    """EBNN_LANES: 16-bit lanes in an ebnn_lanes word (64-bit hosts: 4), 0 when the lanes are off."""
+    if device.word_bits <= 16:
+        return 0  # EBNN_PIXEL_LANES 0: a 32-bit multiply is a library call there
+    return 4 if device.word_bits >= 64 else 2
+
+
+def uses_lanes(device: Device, taps: int, n: int) -> bool:
+    """ebnn_use_lanes for a pass of n filters of a conv on raw pixels with `taps` = K*K*C taps."""
+    lanes = lanes_per_word(device)
+    if not lanes:
+        return False
+    words = -(-n // lanes)
+    return words <= 2 and taps <= 64 and taps * words <= LANE_LIMIT
+
+
+def pass_sizes(outputs: int, p: int) -> list[int]:
+    """The filters (outputs) of each pass of a layer, passes of p."""
+    return [min(p, outputs - f0) for f0 in range(0, outputs, p)]
+
+
+def _conv_calls(ls: LayerShape) -> np.ndarray:
+    """ebnn_conv_fire calls per conv position (h1, w1) in a pass: recompute calls a position once for every
+    pool window covering it (the kernels' early exit, EBNN_POOL_EARLY_EXIT, is off by default: constant
+    time); rowbuffer and unfused compute each needed position once."""
+    b = ls.block
+    _, h1, w1 = ls.conv_shape
+    _, ho, wo = ls.out_shape
+    if not b.pool or b.fusion == "unfused":
+        return np.ones((h1, w1))
+    ps = b.effective_pool_stride
+    m = np.zeros((h1, w1))
+    if b.fusion == "recompute":
+        for oy in range(ho):
+            for ox in range(wo):
+                m[oy * ps:oy * ps + b.pool, ox * ps:ox * ps + b.pool] += 1.0
+        return m
+    rows = (ho - 1) * ps + b.pool  # rowbuffer: conv rows up to the last window, columns too
+    cols = (wo - 1) * ps + b.pool
+    m[:rows, :cols] = 1.0
+    return m
+
+
+def _conv_terms(spec: ArchSpec, ls: LayerShape, device: Device, t: dict[str, float]) -> None:
+    b = ls.block
+    c, h, w = ls.in_shape
+    f, h1, w1 = ls.conv_shape
+    _, ho, wo = ls.out_shape
+    k = b.kernel
+    on_pixels = ls.index == 0 and spec.input_mode == "uint8"
+    vy = _valid_taps(h, h1, k, b.stride, b.padding)
+    vx = _valid_taps(w, w1, k, b.stride, b.padding)
+    interior = np.outer(vy == k, vx == k)
+    border = ~interior
+    taps = k * k * c
+    kc = k * c
+    valid = np.outer(vy, vx) * c  # taps inside the input per window
+    fw = words_for(taps)
+    m = _conv_calls(ls)
+    for n in pass_sizes(f, conv_pass_size(device, spec)):
+        calls = float(m.sum())
+        bcalls = float((m * border).sum())
+        t["pass"] += 1
+        t["border_window"] += bcalls
+        if on_pixels:
+            loaded = float((m * valid).sum())
+            if uses_lanes(device, taps, n):
+                t["lane_window"] += calls
+                t["lane_tap"] += loaded
+                t["lane_madd"] += loaded * -(-n // lanes_per_word(device))
+                t["lane_word"] += calls * -(-n // lanes_per_word(device))
+            else:
+                lens = [min(4, kc - 4 * r) for r in range(-(-kc // 4))]
+                t["table_window"] += calls
+                t["table_tap"] += loaded
+                t["table_chunk"] += calls * k * len(lens)
+                t["table_wide_tap"] += loaded if kc > 4 else 0.0  # rows of more than one chunk
+                t["table_entry"] += calls * k * sum(2 ** ln for ln in lens)
+                t["table_lookup"] += calls * k * len(lens) * n
+                t["table_filter"] += calls * n
+        else:
+            row_words = np.array([words_for(v * c) for v in vx])
+            gather = np.where(interior, k * words_for(kc), 2 * np.outer(vy, row_words)) + fw  # + clearing
+            t["bit_window"] += calls
+            t["window_word"] += float((m * gather).sum())
+            t["bit_filter"] += calls * n
+            t["xnor_word"] += (calls - bcalls) * n * fw
+            t["xnor_border_word"] += bcalls * n * fw
+        if b.pool and b.fusion != "recompute":
+            t["bit_store"] += float((m > 0).sum())  # conv bits put into the scratch rows
+            t["pool_read"] += ho * wo * b.pool * b.pool
+        t["bit_store"] += ho * wo
+
+
+def _dense_terms(spec: ArchSpec, ls: LayerShape, device: Device, t: dict[str, float]) -> None:
+    n_in = ls.in_size
+    u = ls.out_shape[0]
+    on_pixels = ls.index == 0 and spec.input_mode == "uint8"
+    for n in pass_sizes(u, conv_pass_size(device, spec)):
+        t["pass"] += 1
+        if on_pixels:
+            nq = -(-n_in // 4)
+            t["dense_table"] += nq
+            t["dense_lookup"] += nq * n
+            t["pixel_output"] += n
+        else:
+            t["dense_word"] += n * words_for(n_in)
+            t["dense_long_word"] += n * words_for(n_in) if words_for(n_in) > 32 else 0
+            t["output"] += n
+
+
+def latency_terms(spec: ArchSpec, device: Device) -> dict[str, float]:
+    """How many times the generated C on `device` does each costed thing in one inference (COST_KEYS)."""
+    t = {k: 0.0 for k in COST_KEYS}
+    t["inference"] = 1.0
+    if spec.input_mode == "binary":
+        c, h, w = spec.input_shape
+        t["pack_pixel"] = float(c * h * w)
+    for ls in spec.shapes():
+        if isinstance(ls.block, ConvBlock):
+            _conv_terms(spec, ls, device, t)
+        else:
+            _dense_terms(spec, ls, device, t)
+    return t
+
+
 def latency_cycles(spec: ArchSpec, device: Device) -> float:
-    ops = total_ops(spec)
-    return float(sum(getattr(ops, k) * device.cycles[k] for k in CYCLE_KEYS))
+    t = latency_terms(spec, device)
+    return float(sum(t[k] * device.cycles[k] for k in COST_KEYS))
 
 
 def latency_ms(spec: ArchSpec, device: Device) -> float:

@@ -40,6 +40,7 @@ def validate(cfg) -> dict:
     if isinstance(count_images, bool) or not isinstance(count_images, int) or count_images < 0:
         raise UserError(f"count_images={count_images}: must be a non-negative integer")
     ram_kb = positive_number(d, "ram_kb", allow_none=True)
+    latency = positive_number(d, "latency_ms", allow_none=True)
     lib = Path(d["lib"]) if d.get("lib") else None
     if lib is not None:
         if not lib.is_dir():
@@ -90,6 +91,7 @@ def validate(cfg) -> dict:
                                                else arts / "validate" / label / "validation.json")
     budgets = {dv.name: (int(ram_kb * 1024) if dv.name == dev.name and ram_kb else
                          int(dv.ram_kb * 1024) if dv.ram_kb else None) for dv in devices}
+    lat_budgets = {dv.name: (latency if dv.name == dev.name else dv.latency_ms) for dv in devices}
     libs = {}
     if lib is not None and (lib / "ebnn_config.h").is_file():
         libs[_lib_device(lib)] = lib
@@ -97,9 +99,9 @@ def validate(cfg) -> dict:
 
     work = (arts / "validate" / label / "build").resolve()
     report = validate_model(fm, devices, splits.test_x, work, budgets, images=images, count_images=count_images,
-                            libs=libs)
+                            libs=libs, latency_budgets=lat_budgets)
     report.update(folded=str(folded), dataset=d["dataset"]["name"], config={k: d.get(k) for k in (
-        "lib", "folded", "devices", "ram_kb", "images", "count_images")})
+        "lib", "folded", "devices", "ram_kb", "latency_ms", "images", "count_images")})
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     _log_mlflow(d, fm, out, report)

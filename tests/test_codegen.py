@@ -73,7 +73,8 @@ def test_random_architectures_bit_exact_under_sanitizers(tmp_path_factory, spec,
 
 # Every code path of the runtime, run on this machine: both compilers; the 32-bit paths (word reads,
 # two lanes per word); the block API of ebnn.c instead of the kernels inlined per layer; the 8-bit
-# configuration (subset-sum tables only, passes of 8); the host's popcount instruction.
+# configuration (subset-sum tables only, passes of 8); the host's popcount instruction; recompute pooling's
+# optional early exit.
 VARIANTS = {
     "gcc": ("gcc", "curie", []),
     "clang": ("clang", "curie", []),
@@ -81,6 +82,7 @@ VARIANTS = {
     "block-api": ("gcc", "curie", ["-DEBNN_SPECIALIZE=0"]),
     "avr-config": ("gcc", "avr", []),
     "host-popcnt": ("gcc", "host", ["-mpopcnt"]),
+    "early-exit": ("gcc", "curie", ["-DEBNN_POOL_EARLY_EXIT=1"]),
 }
 
 

@@ -5,6 +5,7 @@ import pytest
 import yaml
 
 from ebnn_core import ArchSpec, ConvBlock, DenseBlock, Device, DeviceError, latency_ms, memory_plan, op_counts, total_ops
+from ebnn_core.resources import COST_KEYS, latency_terms
 from ebnn_core.resources import arena_plan
 
 CONF = Path(__file__).resolve().parent.parent / "conf" / "device"
@@ -104,8 +105,9 @@ def test_padding_skips_taps():
 def test_latency_is_cycles_over_clock():
     spec = ArchSpec((1, 4, 4), 2, (), input_mode="binary")
     d = device("curie")
-    ops = total_ops(spec)  # 16 packing compares, 2 classifier words, 2 compares, 2 outputs
-    cycles = sum(getattr(ops, k) * d.cycles[k] for k in d.cycles)
+    terms = latency_terms(spec, d)  # 16 packed pixels, 2 classifier outputs of 1 word, 1 pass, 1 inference
+    assert terms["pack_pixel"] == 16 and terms["dense_word"] == 2 and terms["output"] == 2 and terms["pass"] == 1
+    cycles = sum(terms[k] * d.cycles[k] for k in COST_KEYS)
     assert latency_ms(spec, d) == pytest.approx(cycles / 32000.0)
 
 

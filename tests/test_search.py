@@ -175,7 +175,7 @@ def test_interrupted_search_resumes(tmp_path):
     (["objective_memory=stack"], "objective_memory=stack: choose one of"),
     (["n_trials=0"], "n_trials=0: must be a positive integer"),
     (["space.filters=[]"], "space.filters=[]: must be a non-empty list"),
-    (["space.conv_blocks=[3,3]", "space.filters=[512]", "space.stride=[1]", "space.padding=[1]", "space.pool=[0]",
+    (["ram_kb=100000", "space.conv_blocks=[3,3]", "space.filters=[512]", "space.stride=[1]", "space.padding=[1]", "space.pool=[0]",
       "space.kernel=[3]"], "=1000: no candidate of the search space fits"),  # latency_ms=1000, the worst
 ])
 def test_search_bad_input(tmp_path, args, needle):

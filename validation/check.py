@@ -57,7 +57,8 @@ def validate_host(fm: FoldedModel, device: Device, lib: Path, test_x: np.ndarray
 
 
 def validate_device(fm: FoldedModel, device: Device, lib: Path, work: Path, budget_bytes: int | None,
-                    test_x: np.ndarray, ref, count_images: int) -> dict[str, Any]:
+                    test_x: np.ndarray, ref, count_images: int, latency_budget_ms: float | None = None
+                    ) -> dict[str, Any]:
     spec = fm.spec
     failures: list[str] = []
     try:
@@ -105,9 +106,16 @@ def validate_device(fm: FoldedModel, device: Device, lib: Path, work: Path, budg
     if not 0 <= slack <= STACK_SLACK_BYTES:
         failures.append(f"{device.name}: stack {run.stack_peak} B measured, {mem.stack_bytes} B modelled "
                         f"(model - measured must be within 0..{STACK_SLACK_BYTES})")
-    code = {"model_text_bytes": img.model_sections.get(".text", 0),
-            "model_const_bytes": sum(img.model_sections.get(s, 0) for s in (".rodata", ".progmem")),
+    ms = img.model_sections
+    params_flash = mem.params_bytes if device.params_in == "flash" else 0
+    code_measured = ms.get(".text", 0) + max(0, ms.get(".rodata", 0) + ms.get(".progmem", 0) - params_flash)
+    code = {"model_text_bytes": ms.get(".text", 0),
+            "model_const_bytes": sum(ms.get(s, 0) for s in (".rodata", ".progmem")),
+            "code_measured": code_measured, "code_modelled": mem.code_bytes,
+            "flash_modelled": mem.flash_bytes,
             "image_flash_bytes": img.flash_bytes, "flash_budget_bytes": flash_budget}
+    if code_measured != mem.code_bytes:
+        failures.append(f"{device.name}: code {code_measured} B measured, {mem.code_bytes} B modelled")
     out["code"] = code
     if flash_budget and img.flash_bytes > flash_budget:
         failures.append(f"{device.name}: the image needs {img.flash_bytes} B of flash, the part has {flash_budget} B")
@@ -127,8 +135,21 @@ def validate_device(fm: FoldedModel, device: Device, lib: Path, work: Path, budg
                                     f"{min(count_images, len(test_x))}")
             lat["instructions_per_inference"] = int(round(np.mean([c.instructions for c in counts])))
             lat["instructions_source"] = f"unicorn, {len(counts)} images"
+            if counts:
+                from .cycles import core_of, trace_cycles
+
+                core = core_of(device)
+                cyc = float(np.mean([trace_cycles(c, core) for c in counts]))
+                lat.update(cycles_estimated=int(round(cyc)),
+                           cycles_estimated_source=f"unicorn trace x the {core} cycle table (validation/cycles.py)",
+                           latency_ms_from_trace=round(cyc / (device.clock_mhz * 1000), 4))
         except EmulatorError as e:
             failures.append(str(e))
+    measured_ms = lat.get("latency_ms_measured", lat.get("latency_ms_from_trace"))
+    lat["latency_budget_ms"] = latency_budget_ms
+    if latency_budget_ms and measured_ms is not None and measured_ms > latency_budget_ms:
+        failures.append(f"{device.name}: {measured_ms:.1f} ms per inference measured, over the latency budget of "
+                        f"{latency_budget_ms:g} ms")
     out["latency"] = lat
     out["ok"] = not failures
     out["failures"] = failures
@@ -137,7 +158,8 @@ def validate_device(fm: FoldedModel, device: Device, lib: Path, work: Path, budg
 
 def validate_model(fm: FoldedModel, devices: list[Device], test_x: np.ndarray, work: Path,
                    budgets: dict[str, int | None], images: int = 100, count_images: int = 3,
-                   libs: dict[str, Path] | None = None) -> dict[str, Any]:
+                   libs: dict[str, Path] | None = None, latency_budgets: dict[str, float | None] | None = None
+                   ) -> dict[str, Any]:
     """Every device of `devices`; `libs` maps a device name to an existing C library folder for it (the one
     the user ships), otherwise the library is generated from the FoldedModel into work/<device>/lib."""
     from codegen import generate
@@ -152,7 +174,7 @@ def validate_model(fm: FoldedModel, devices: list[Device], test_x: np.ndarray, w
             res = validate_host(fm, dev, Path(lib), test_x, ref)
         else:
             res = validate_device(fm, dev, Path(lib), dwork, budgets.get(dev.name), test_x[:images], ref,
-                                  count_images)
+                                  count_images, (latency_budgets or {}).get(dev.name))
         report["devices"][dev.name] = res
     report["failures"] = [f for r in report["devices"].values() for f in r["failures"]]
     report["ok"] = not report["failures"]

@@ -1,4 +1,5 @@
-"""The stack of the inference call, as the memory model counts it: the compiler's own figure.
+"""The stack of the inference call and the size of its code, as the memory model counts them: the
+compiler's own figures.
 
     stack = inference_stack_bytes(spec_or_folded, device)
     mem = memory_plan_compiled(spec_or_folded, device)     # memory_plan with that stack
@@ -51,7 +52,7 @@ def _key(model: ArchSpec | FoldedModel, device: Device) -> str:
     global _DIGEST
     if _DIGEST is None:
         _DIGEST = _sources_digest()
-    h = hashlib.sha256(_DIGEST.encode())
+    h = hashlib.sha256(_DIGEST.encode() + b"figures-v2")
     if isinstance(model, FoldedModel):
         h.update(model.spec.to_json().encode())
         for ly in model.layers:
@@ -67,11 +68,23 @@ def _key(model: ArchSpec | FoldedModel, device: Device) -> str:
 
 def frame_bytes(model: ArchSpec | FoldedModel, device: Device) -> int:
     """-fstack-usage of the inference's call chain in the model's generated C for the device (cached)."""
+    return compiled_figures(model, device)[0]
+
+
+def code_bytes(model: ArchSpec | FoldedModel, device: Device) -> int:
+    """Flash the inference's code takes beyond the parameters: model.o's .text, and whatever constants
+    (.rodata, AVR's .progmem) are not parameter arrays (cached with the frame)."""
+    return compiled_figures(model, device)[1]
+
+
+def compiled_figures(model: ArchSpec | FoldedModel, device: Device) -> tuple[int, int]:
+    """(frame bytes, code bytes) of the model's generated C compiled for the device (cached by content)."""
     key = _key(model, device)
     cached = CACHE / f"{key}.json"
     if cached.is_file():
         try:
-            return int(json.loads(cached.read_text())["frame_bytes"])
+            d = json.loads(cached.read_text())
+            return int(d["frame_bytes"]), int(d["code_bytes"])
         except (ValueError, KeyError, TypeError):
             pass
     cc = device.toolchain.get("cc")
@@ -91,12 +104,18 @@ def frame_bytes(model: ArchSpec | FoldedModel, device: Device) -> int:
         if r.returncode:
             raise StackError(f"device={device.name}: model.c does not compile: {r.stderr.strip()[:300]}")
         frame = _su_chain(lib / "model.su")
+        from .build import object_sections
+
+        sec = object_sections(lib / "model.o")
+        spec = fm.spec
+        params = memory_plan(spec, device).params_bytes if device.params_in == "flash" else 0
+        code = sec.get(".text", 0) + max(0, sec.get(".rodata", 0) + sec.get(".progmem", 0) - params)
     CACHE.mkdir(parents=True, exist_ok=True)
     fd, tmpname = tempfile.mkstemp(dir=CACHE, suffix=".tmp")
     with os.fdopen(fd, "w") as f:
-        json.dump({"frame_bytes": frame, "device": device.name}, f)
+        json.dump({"frame_bytes": frame, "code_bytes": code, "device": device.name}, f)
     os.replace(tmpname, cached)
-    return frame
+    return frame, code
 
 
 def _su_chain(su: Path) -> int:
@@ -131,4 +150,5 @@ def memory_plan_compiled(model: ArchSpec | FoldedModel, device: Device) -> Memor
     spec = model.spec if isinstance(model, FoldedModel) else model
     if device.toolchain.get("family") == "host":
         return memory_plan(spec, device)
-    return memory_plan(spec, device, stack_bytes=inference_stack_bytes(model, device))
+    frame, code = compiled_figures(model, device)
+    return memory_plan(spec, device, stack_bytes=frame + int(device.stack_call_bytes), code_bytes=code)

@@ -1,0 +1,129 @@
+"""The latency model: per kernel path cost terms (ebnn_core.resources.latency_terms) times the device's
+fitted cycles (conf/device/*.yaml, bench/calibrate_latency.py)."""
+import dataclasses
+import shutil
+
+import numpy as np
+import pytest
+import yaml
+
+from ebnn_core import ArchSpec, ConvBlock, DenseBlock, Device, DeviceError, latency_ms
+from ebnn_core.resources import COST_KEYS, conv_pass_size, latency_cycles, latency_terms, uses_lanes
+
+from .test_resources import CONF, device
+
+DEVICES = ("avr", "cortex-m0", "cortex-m4", "curie", "host")
+PATH_KEYS = {"lanes": ("lane_window", "lane_tap", "lane_madd"),
+             "tables": ("table_window", "table_tap", "table_entry", "table_lookup", "table_filter")}
+
+
+def _path(spec, dev):
+    t = latency_terms(spec, dev)
+    on = [name for name, keys in PATH_KEYS.items() if any(t[k] for k in keys)]
+    assert len(on) == 1, t
+    return on[0]
+
+
+@pytest.mark.parametrize("name, lanes", [("avr", False), ("cortex-m0", True), ("cortex-m4", True),
+                                         ("curie", True), ("host", True)])
+def test_lanes_follow_word_bits(name, lanes):
+    # 4 filters, 3x3 on 1 channel: lanes wherever EBNN_PIXEL_LANES is on (word_bits > 16)
+    spec = ArchSpec((1, 8, 8), 2, (ConvBlock(4, 3),))
+    dev = device(name)
+    assert dev.word_bits > 16 if lanes else dev.word_bits <= 16
+    assert _path(spec, dev) == ("lanes" if lanes else "tables")
+
+
+def test_lane_limits_as_the_c_decides():
+    m4, host = device("cortex-m4"), device("host")
+    assert uses_lanes(m4, 9, 4) and not uses_lanes(m4, 9, 5)  # 2 lanes a word on 32-bit cores, 2 words
+    assert uses_lanes(host, 9, 8) and not uses_lanes(host, 9, 9)  # 4 lanes a word on 64-bit hosts
+    assert uses_lanes(m4, 16, 4) and not uses_lanes(m4, 17, 4)  # taps * words <= 32
+    assert uses_lanes(m4, 25, 2) and not uses_lanes(m4, 25, 3)
+    assert not uses_lanes(dataclasses.replace(m4, word_bits=16), 9, 1)
+    # a 5-filter layer takes the tables on a 32-bit core, the lanes on a 64-bit host
+    spec = ArchSpec((1, 8, 8), 2, (ConvBlock(5, 3),))
+    assert _path(spec, m4) == "tables" and _path(spec, host) == "lanes"
+
+
+@pytest.mark.parametrize("word_bits, size", [(8, 8), (16, 8), (32, 32), (64, 32)])
+def test_pass_size_follows_word_bits(word_bits, size):
+    dev = dataclasses.replace(device("curie"), word_bits=word_bits)
+    assert conv_pass_size(dev) == size
+    spec = ArchSpec((1, 6, 6), 2, (ConvBlock(20, 3),), input_mode="binary")
+    assert latency_terms(spec, dev)["pass"] == -(-20 // size) + 1  # + the classifier's pass
+
+
+@pytest.mark.parametrize("name", ["avr", "cortex-m0", "cortex-m4", "curie"])
+@pytest.mark.parametrize("mode, block", [("uint8", lambda f: ConvBlock(f, 3, pool=2)),
+                                         ("binary", lambda f: ConvBlock(f, 3, padding=1, pool=2, fusion="rowbuffer")),
+                                         ("uint8", lambda f: DenseBlock(f)), ("binary", lambda f: DenseBlock(f))])
+def test_latency_monotone_in_filters_on_one_path(name, mode, block):
+    dev = device(name)
+    lat = []
+    for f in (5, 6, 8, 12, 16, 24, 32):  # 5 and more: the tables on every device (no lane switch)
+        spec = ArchSpec((1, 12, 12), 10, (block(f),), input_mode=mode)
+        if isinstance(block(f), ConvBlock) and mode == "uint8":
+            assert _path(spec, dev) == "tables"
+        lat.append(latency_ms(spec, dev))
+    assert all(b >= a for a, b in zip(lat, lat[1:])) and lat[-1] > lat[0], lat  # whole passes may tie
+
+
+@pytest.mark.parametrize("name", DEVICES)
+def test_device_files_carry_every_cost_key(name):
+    d = yaml.safe_load((CONF / f"{name}.yaml").read_text())
+    assert set(d["cycles"]) == set(COST_KEYS)
+    assert all(isinstance(v, (int, float)) and v >= 0 for v in d["cycles"].values())
+    dev = Device.from_dict(d)
+    assert latency_cycles(ArchSpec((1, 28, 28), 10, (ConvBlock(8, 3),)), dev) > 0
+    missing = {k: v for k, v in d["cycles"].items() if k != "table_lookup"}
+    with pytest.raises(DeviceError, match=r"device.cycles.table_lookup"):
+        Device.from_dict({**d, "cycles": missing})
+
+
+def test_recompute_counts_every_window():
+    # 4x4 conv output, pool 2 stride 1 -> 3x3: recompute evaluates 9 x 4 windows, rowbuffer 16 positions
+    rec = latency_terms(ArchSpec((1, 6, 6), 2, (ConvBlock(1, 3, pool=2, pool_stride=1),), input_mode="binary"),
+                        device("curie"))
+    row = latency_terms(ArchSpec((1, 6, 6), 2, (ConvBlock(1, 3, pool=2, pool_stride=1, fusion="rowbuffer"),),
+                                 input_mode="binary"), device("curie"))
+    assert rec["bit_window"] == 36 and row["bit_window"] == 16 and row["pool_read"] == 36
+    assert rec["pool_read"] == 0
+
+
+@pytest.mark.toolchain
+def test_avr_estimate_within_15_percent_of_simavr(tmp_path):
+    assert shutil.which("avr-gcc") and shutil.which("simavr"), "scripts/setup.sh installs avr-gcc and simavr"
+    from codegen import generate
+    from ebnn_core import memory_plan
+    from ebnn_core.folded import fold
+    from ebnn_core.nn import BNN
+    from ebnn_core.testing import randomize
+    from validation.build import build_image
+    from validation.run import run_image
+
+    dev = device("avr")
+    spec = ArchSpec((1, 12, 12), 4, (ConvBlock(4, 3, pool=2, fusion="rowbuffer"), DenseBlock(16)))
+    fm = fold(randomize(BNN(spec), 3))
+    lib = generate(fm, dev, tmp_path / "lib")
+    mem = memory_plan(spec, dev)
+    img = build_image(lib, dev, tmp_path / "img", mem.ram_bytes - mem.stack_bytes + 512, 512)
+    images = np.random.default_rng(0).integers(0, 256, (2, 1, 12, 12), dtype=np.uint8)
+    run = run_image(img, dev, images, spec.classes)
+    measured = float(np.mean(run.cycles))
+    estimate = latency_cycles(spec, dev)
+    assert abs(estimate / measured - 1) <= 0.15, (estimate, measured)
+
+
+def test_trace_cycle_tables():
+    from validation.count import Count
+    from validation.cycles import arm_cycles, trace_cycles
+
+    c = Count(instructions=9, mnemonics={"ldr": 2, "adds": 3, "bne": 1, "push": 1, "str.w": 1, "lsls": 1},
+              taken_branches=1)
+    # M0: loads and stores 2, push 1 + 4, a taken branch 2 more; M4: stores 1; Lakemont: 1 + 1 per taken
+    assert trace_cycles(c, "cortex-m0") == 2 * 2 + 3 + 1 + 5 + 2 + 1 + 2
+    assert trace_cycles(c, "cortex-m4") == 2 * 2 + 3 + 1 + 5 + 1 + 1 + 2
+    assert trace_cycles(c, "lakemont") == 9 + 1
+    assert arm_cycles("ldrne", "cortex-m4") == 2 and arm_cycles("bl", "cortex-m0") == 2
+    assert arm_cycles("bls", "cortex-m0") == 1 and arm_cycles("muls", "cortex-m0") == 1
