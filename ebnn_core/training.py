@@ -103,3 +103,29 @@ def predict_torch(model: BNN, images: np.ndarray, batch: int = 1000) -> np.ndarr
     for i in range(0, len(images), batch):
         out.append(model(torch.from_numpy(np.ascontiguousarray(images[i:i + batch]))).argmax(1).numpy())
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+def fit_fold_score(spec: ArchSpec, splits, *, epochs: int, batch_size: int, lr: float, seed: int, val_size: int,
+                   train_subset: int | None = None, val_subset: int | None = None, meta: dict | None = None,
+                   progress: bool = True, score_test: bool = True):
+    """The data -> fit -> fold sequence every stage shares: train the BNN of `spec` on `splits`, fold it to
+    a FoldedModel, and (score_test) score PyTorch and the integer reference on the whole test set.
+    Returns (folded, info): info has train_seconds, val_accuracy and, when scored, test_accuracy,
+    reference_accuracy, disagreements (reference vs PyTorch), test_images."""
+    from .data import ImageDataModule
+    from .folded import fold
+    from .reference import predict as reference_predict
+
+    dm = ImageDataModule(splits, batch_size=batch_size, val_size=val_size, seed=seed, train_subset=train_subset,
+                         val_subset=val_subset)
+    model, info = train(spec, dm, epochs=epochs, lr=lr, seed=seed, progress=progress)
+    folded = fold(model, meta=dict(meta or {}))
+    if score_test:
+        torch_pred = predict_torch(model, splits.test_x)
+        t0 = time.perf_counter()
+        ref_pred, _ = reference_predict(folded, splits.test_x)
+        info.update(test_accuracy=float((torch_pred == splits.test_y).mean()),
+                    reference_accuracy=float((ref_pred == splits.test_y).mean()),
+                    disagreements=int((torch_pred != ref_pred).sum()), test_images=int(len(splits.test_y)),
+                    reference_seconds=time.perf_counter() - t0)
+    return folded, info

@@ -14,40 +14,33 @@ import sys
 from .config import CONF_DIR, compose, stages
 from .errors import StageFailed, UserError
 
-STAGE_HELP = {
-    "train": "train one architecture preset, fold it, score it with the integer reference",
-    "search": "constrained multi-objective architecture search (Optuna + MLflow)",
-    "codegen": "FoldedModel -> self-contained C library for a device (templates + c_runtime)",
-    "validate": "build, run and measure a model's C on the host and on emulated devices",
+# The one registry of stages: `--help`, the CLI, tests and dvc.yaml follow it (conf/<name>.yaml is each root
+# config). Each entry: the stage function ("module:function", imported only when the stage runs) and its help.
+STAGES = {
+    "search": ("pipeline.search:search", "constrained multi-objective architecture search (Optuna + MLflow)"),
+    "promote": ("pipeline.promote:promote", "retrain the Pareto front at full fidelity, score, register in MLflow"),
+    "train": ("pipeline.train:train", "train one architecture preset, fold it, score it with the integer reference"),
+    "codegen": ("pipeline.codegen:codegen", "FoldedModel -> self-contained C library for a device (templates + c_runtime)"),
+    "validate": ("pipeline.validate:validate", "build, run and measure a model's C on the host and on emulated devices"),
+    "report": ("pipeline.report:report", "the promoted front beside the paper's Table 1: tables and plots"),
 }
 
 
 def usage() -> str:
     lines = ["usage: python -m pipeline STAGE [key=value ...] [hydra flags]", "", "stages:"]
     for s in stages():
-        lines.append(f"  {s:<10} {STAGE_HELP.get(s, '')}")
+        lines.append(f"  {s:<10} {STAGES[s][1] if s in STAGES else ''}")
     lines += ["", f"configs: {CONF_DIR}", "example: python -m pipeline train arch=conv-1 dataset=mnist epochs=1"]
     return "\n".join(lines)
 
 
 def run_stage(stage: str, cfg):
-    if stage == "train":
-        from .train import train
+    import importlib
 
-        return train(cfg)
-    if stage == "search":
-        from .search import search
-
-        return search(cfg)
-    if stage == "codegen":
-        from .codegen import codegen
-
-        return codegen(cfg)
-    if stage == "validate":
-        from .validate import validate
-
-        return validate(cfg)
-    raise UserError(f"stage={stage}: not implemented yet")
+    if stage not in STAGES:
+        raise UserError(f"stage={stage}: not implemented yet")
+    module, func = STAGES[stage][0].split(":")
+    return getattr(importlib.import_module(module), func)(cfg)
 
 
 def _hydra_main(stage: str, args: list[str]) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ebnn_core.safe import safe_name, shown
 
+from . import artifacts as A
 from .config import device, resolved
 from .errors import UserError
 
@@ -36,39 +37,22 @@ def _make_folder(out: Path, key: str, value) -> Path | None:
     return top
 
 
-def codegen(cfg) -> Path:
-    d = resolved(cfg)
-    dev = device(d)
-    safe_name(dev.name, "device.name", UserError)
-    arts = Path(d["paths"]["artifacts"])
-    given_folded, given_out = d.get("folded"), d.get("out")
-    name = None if given_folded else safe_name((d.get("arch") or {}).get("name"), "arch.name", UserError)
-    folded = Path(given_folded) if given_folded else arts / "train" / name / "folded.npz"
-    if not folded.is_file():
-        hint = "" if given_folded else f"; train it first: python -m pipeline train arch={name}"
-        raise UserError(f"folded={shown(str(folded))}: no FoldedModel file there{hint}")
-    from codegen import generate
-    from ebnn_core import FoldedModel, memory_plan
+def _load(folded: Path, key: str = "folded"):
+    from ebnn_core import FoldedModel
 
     try:
-        fm = FoldedModel.load(folded)
+        return FoldedModel.load(folded)
     except OSError as e:
-        raise UserError(f"folded={shown(str(folded))}: cannot read it ({e.strerror or e})") from None
+        raise UserError(f"{key}={shown(str(folded))}: cannot read it ({e.strerror or e})") from None
     except ValueError as e:
-        raise UserError(f"folded={shown(str(folded))}: {e}") from None
-    if given_out:
-        out, key, value = Path(given_out), "out", given_out
-    else:
-        label = fm.meta.get("arch_name") if given_folded else name
-        if label:
-            try:
-                safe_name(label, "meta.arch_name")
-            except ValueError as e:
-                raise UserError(f"folded={shown(str(folded))}: {e}") from None
-        out, key, value = arts / "c" / (label or fm.spec.short_hash()), "paths.artifacts", arts
-        if not out.resolve().is_relative_to(arts.resolve()):
-            raise UserError(f"paths.artifacts={shown(str(arts))}: {out} resolves to {out.resolve()}, outside it; "
-                            "give out= to write there")
+        raise UserError(f"{key}={shown(str(folded))}: {e}") from None
+
+
+def _write(fm, dev, out: Path, key: str, value) -> Path:
+    """Generate the library into `out` (created here, removed again if writing fails), with folded.npz."""
+    from codegen import generate
+    from ebnn_core import memory_plan
+
     created = _make_folder(out, key, value)
     try:
         generate(fm, dev, out)
@@ -89,3 +73,74 @@ def codegen(cfg) -> Path:
     print(f"build: cd {shlex.quote(str(out))} && make && ./ebnn_example images.u8")
     print(f"validate: python -m pipeline validate lib={shlex.quote(str(out))}")
     return out
+
+
+def _from_study(d: dict, dev, arts: Path) -> list[Path]:
+    """`promoted=` (all, an ArchSpec hash, or a registry version number) from the study's promoted.json, or
+    `trial=N` (a search trial's screening FoldedModel): one library each under ${paths.artifacts}/c/<study>/."""
+    import json
+
+    from .search import study_name
+
+    name = study_name(d)
+    outs = []
+    if d.get("trial") is not None:
+        trial = d["trial"]
+        if isinstance(trial, bool) or not isinstance(trial, int) or trial < 0:
+            raise UserError(f"trial={trial}: must be a trial number of the study {name}")
+        pj = A.pareto_json(arts, name)
+        if not pj.is_file():
+            raise UserError(f"trial={trial}: the study {name} has no pareto.json ({pj}); run the search first")
+        doc = json.loads(pj.read_text())
+        hit = [t for t in doc.get("pareto", []) if t.get("number") == trial]
+        if not hit:
+            numbers = ", ".join(str(t.get("number")) for t in doc.get("pareto", []))
+            raise UserError(f"trial={trial}: not a Pareto-optimal trial of {name} (those are: {numbers})")
+        h = safe_name(hit[0].get("arch_hash"), "arch_hash", UserError)
+        fm = _load(arts / "search" / name / "trials" / h / "folded.npz", "trial")
+        return [_write(fm, dev, A.c_dir(arts, name) / f"trial-{trial}", "paths.artifacts", arts)]
+    which = d["promoted"]
+    pj = A.promoted_json(arts, name)
+    if not pj.is_file():
+        raise UserError(f"promoted={which}: the study {name} has no promoted.json ({pj}); run python -m pipeline "
+                        "promote with the same overrides first")
+    models = json.loads(pj.read_text()).get("models", [])
+    sel = [m for m in models if which == "all" or str(which) in (m.get("arch_hash"), str(m.get("registry_version")))]
+    if not sel:
+        names = ", ".join(f"{m.get('arch_hash')} (version {m.get('registry_version')})" for m in models)
+        raise UserError(f"promoted={which}: no such promoted model of {name}; choose all or one of {names}")
+    for m in sel:
+        h = safe_name(m.get("arch_hash"), "arch_hash", UserError)
+        fm = _load(A.promote_dir(arts, name) / h / "folded.npz", "promoted")
+        outs.append(_write(fm, dev, A.c_dir(arts, name) / h, "paths.artifacts", arts))
+    return outs
+
+
+def codegen(cfg) -> Path | list[Path]:
+    d = resolved(cfg)
+    dev = device(d)
+    safe_name(dev.name, "device.name", UserError)
+    arts = Path(d["paths"]["artifacts"])
+    if d.get("promoted") is not None or d.get("trial") is not None:
+        return _from_study(d, dev, arts)
+    given_folded, given_out = d.get("folded"), d.get("out")
+    name = None if given_folded else safe_name((d.get("arch") or {}).get("name"), "arch.name", UserError)
+    folded = Path(given_folded) if given_folded else arts / "train" / name / "folded.npz"
+    if not folded.is_file():
+        hint = "" if given_folded else f"; train it first: python -m pipeline train arch={name}"
+        raise UserError(f"folded={shown(str(folded))}: no FoldedModel file there{hint}")
+    fm = _load(folded)
+    if given_out:
+        out, key, value = Path(given_out), "out", given_out
+    else:
+        label = fm.meta.get("arch_name") if given_folded else name
+        if label:
+            try:
+                safe_name(label, "meta.arch_name")
+            except ValueError as e:
+                raise UserError(f"folded={shown(str(folded))}: {e}") from None
+        out, key, value = arts / "c" / (label or fm.spec.short_hash()), "paths.artifacts", arts
+        if not out.resolve().is_relative_to(arts.resolve()):
+            raise UserError(f"paths.artifacts={shown(str(arts))}: {out} resolves to {out.resolve()}, outside it; "
+                            "give out= to write there")
+    return _write(fm, dev, out, key, value)

@@ -7,7 +7,6 @@ Writes ${paths.artifacts}/train/<arch>/: metrics.json, folded.npz (the FoldedMod
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 from .config import arch_spec, device, positive_int, positive_number, resolved
@@ -35,28 +34,23 @@ def train(cfg) -> dict:
     name = safe_name(d["arch"].get("name") or spec.short_hash(), "arch.name", UserError)
     out = Path(d["paths"]["artifacts"]) / "train" / name
 
-    from ebnn_core import latency_ms, reference_predict
-    from ebnn_core.data import DataError, ImageDataModule, load_splits
-    from ebnn_core.folded import fold
-    from ebnn_core.training import predict_torch
-    from ebnn_core.training import train as fit
+    from ebnn_core import latency_ms
+    from ebnn_core.data import DataError, load_splits
+    from ebnn_core.training import fit_fold_score
 
     try:
         splits = load_splits(d["dataset"])
-        dm = ImageDataModule(splits, batch_size=batch_size, val_size=d["dataset"]["val_size"], seed=seed,
-                             train_subset=subset)
     except DataError as e:
         raise UserError(str(e)) from None
     if splits.input_shape != spec.input_shape:
         raise UserError(f"dataset={d['dataset']['name']}: images are {splits.input_shape}, "
                         f"the dataset config says input_shape={list(spec.input_shape)}")
 
-    model, info = fit(spec, dm, epochs=epochs, lr=lr, seed=seed, progress=bool(d.get("progress", True)))
-    torch_pred = predict_torch(model, splits.test_x)
-    folded = fold(model, meta={"arch_name": name, "dataset": d["dataset"]["name"], "seed": seed, "epochs": epochs})
-    t0 = time.perf_counter()
-    ref_pred, _ = reference_predict(folded, splits.test_x)
-    ref_seconds = time.perf_counter() - t0
+    folded, info = fit_fold_score(spec, splits, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                                  val_size=d["dataset"]["val_size"], train_subset=subset,
+                                  meta={"arch_name": name, "dataset": d["dataset"]["name"], "seed": seed,
+                                        "epochs": epochs},
+                                  progress=bool(d.get("progress", True)))
 
     from validation.stack import StackError, memory_plan_compiled
 
@@ -70,13 +64,10 @@ def train(cfg) -> dict:
         "arch_desc": spec.describe(),
         "dataset": d["dataset"]["name"],
         "device": dev.name,
-        "test_accuracy": float((torch_pred == splits.test_y).mean()),
-        "reference_accuracy": float((ref_pred == splits.test_y).mean()),
-        "disagreements": int((torch_pred != ref_pred).sum()),
-        "test_images": int(len(splits.test_y)),
+        **{k: info[k] for k in ("test_accuracy", "reference_accuracy", "disagreements", "test_images")},
         "val_accuracy": info.get("val_accuracy"),
         "train_seconds": round(info["train_seconds"], 3),
-        "reference_seconds": round(ref_seconds, 3),
+        "reference_seconds": round(info["reference_seconds"], 3),
         **mem.as_dict(),
         "latency_ms_est": round(latency_ms(spec, dev), 4),
         "ram_budget_bytes": None if ram_kb is None else int(ram_kb * 1024),

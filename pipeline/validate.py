@@ -41,30 +41,11 @@ def validate(cfg) -> dict:
         raise UserError(f"count_images={count_images}: must be a non-negative integer")
     ram_kb = positive_number(d, "ram_kb", allow_none=True)
     latency = positive_number(d, "latency_ms", allow_none=True)
-    lib = Path(d["lib"]) if d.get("lib") else None
-    if lib is not None:
-        if not lib.is_dir():
-            raise UserError(f"lib={lib}: no such C library folder (write one with python -m pipeline codegen)")
-        folded = lib / "folded.npz"
-        if not folded.is_file():
-            raise UserError(f"lib={lib}: no folded.npz in it (a folder written by python -m pipeline codegen)")
-    elif d.get("folded"):
-        folded = Path(d["folded"])
-    else:
-        folded = arts / "train" / str(d["arch"].get("name")) / "folded.npz"
-    if not folded.is_file():
-        raise UserError(f"folded={folded}: no FoldedModel file there")
     names = d.get("devices") or [dev.name, "host"]
     if isinstance(names, str):
         names = [names]
     devices = [dev if n == dev.name else _load_device(str(n)) for n in dict.fromkeys(names)]
-
-    from ebnn_core import FoldedModel
-
-    try:
-        fm = FoldedModel.load(folded)
-    except (OSError, ValueError) as e:
-        raise UserError(f"folded={folded}: {e}") from None
+    jobs = _promoted_jobs(d, arts) if d.get("promoted") is not None else [_single_job(d, arts)]
     from validation.build import family_of
     from validation.run import EmulatorError, emulator_command
 
@@ -83,28 +64,48 @@ def validate(cfg) -> dict:
         splits = load_splits(d["dataset"])
     except DataError as e:
         raise UserError(str(e)) from None
-    if splits.input_shape != fm.spec.input_shape:
-        raise UserError(f"dataset={d['dataset']['name']}: images are {splits.input_shape}, the model reads "
-                        f"{fm.spec.input_shape}")
-    label = lib.name if lib is not None else str(fm.meta.get("arch_name") or fm.spec.short_hash())
-    out = Path(d["out"]) if d.get("out") else (lib / "validation.json" if lib is not None
-                                               else arts / "validate" / label / "validation.json")
     budgets = {dv.name: (int(ram_kb * 1024) if dv.name == dev.name and ram_kb else
                          int(dv.ram_kb * 1024) if dv.ram_kb else None) for dv in devices}
     lat_budgets = {dv.name: (latency if dv.name == dev.name else dv.latency_ms) for dv in devices}
-    libs = {}
-    if lib is not None and (lib / "ebnn_config.h").is_file():
-        libs[_lib_device(lib)] = lib
     from validation.check import validate_model
 
-    work = (arts / "validate" / label / "build").resolve()
-    report = validate_model(fm, devices, splits.test_x, work, budgets, images=images, count_images=count_images,
-                            libs=libs, latency_budgets=lat_budgets)
-    report.update(folded=str(folded), dataset=d["dataset"]["name"], config={k: d.get(k) for k in (
-        "lib", "folded", "devices", "ram_kb", "latency_ms", "images", "count_images")})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    _log_mlflow(d, fm, out, report)
+    reports = {}
+    for job in jobs:
+        fm, lib, out, label = job["fm"], job["lib"], job["out"], job["label"]
+        if splits.input_shape != fm.spec.input_shape:
+            raise UserError(f"dataset={d['dataset']['name']}: images are {splits.input_shape}, the model reads "
+                            f"{fm.spec.input_shape}")
+        libs = {_lib_device(lib): lib} if lib is not None and (lib / "ebnn_config.h").is_file() else {}
+        work = Path(job.get("work") or arts / "validate" / label / "build").resolve()
+        report = validate_model(fm, devices, splits.test_x, work, budgets, images=images,
+                                count_images=count_images, libs=libs, latency_budgets=lat_budgets)
+        report.update(folded=str(job["folded"]), dataset=d["dataset"]["name"], config={k: d.get(k) for k in (
+            "lib", "folded", "promoted", "devices", "ram_kb", "latency_ms", "images", "count_images")})
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        _log_mlflow(d, job.get("run_id") or fm.meta.get("mlflow_run_id"), job.get("tracking_uri"), out, report)
+        if len(jobs) > 1:
+            print(f"{label} ({fm.spec.describe()}):")
+        _print(report)
+        print(f"wrote {out}")
+        reports[label] = report
+    failures = [f"{label}: {f}" if len(jobs) > 1 else f for label, r in reports.items() for f in r["failures"]]
+    if d.get("promoted") is not None:
+        from . import artifacts as A
+        from .search import study_name
+
+        summary = {"schema": "ebnn-automl/validation-set/1", "study": study_name(d), "ok": not failures,
+                   "failures": failures, "models": reports}
+        path = A.validation_json(arts, study_name(d))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(summary, indent=2) + "\n")
+        print(f"wrote {path}")
+    if failures:
+        raise StageFailed("\n".join(failures))
+    return reports if len(jobs) > 1 else next(iter(reports.values()))
+
+
+def _print(report: dict) -> None:
     for name, r in report["devices"].items():
         ram = r.get("ram", {})
         lat = r.get("latency", {})
@@ -114,13 +115,71 @@ def validate(cfg) -> dict:
                      f"(stack {ram['stack_measured']} / {ram['stack_modelled']})")
         if "cycles_measured" in lat:
             extra += f", {lat['latency_ms_measured']} ms measured / {lat['latency_ms_modelled']} ms modelled"
-        elif "instructions_per_inference" in lat:
-            extra += f", {lat['instructions_per_inference']} instructions per inference"
+        elif "cycles_estimated" in lat:
+            extra += (f", {lat['latency_ms_from_trace']} ms from the trace / {lat['latency_ms_modelled']} ms "
+                      "modelled")
         print(f"{name}: {'ok' if r['ok'] else 'FAILED'}, {r.get('images_checked', 0)} images{extra}")
-    print(f"wrote {out}")
-    if not report["ok"]:
-        raise StageFailed("\n".join(report["failures"]))
-    return report
+
+
+def _load_folded(path: Path, key: str):
+    from ebnn_core import FoldedModel
+
+    try:
+        return FoldedModel.load(path)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{key}={path}: {e}") from None
+
+
+def _single_job(d: dict, arts: Path) -> dict:
+    lib = Path(d["lib"]) if d.get("lib") else None
+    if lib is not None:
+        if not lib.is_dir():
+            raise UserError(f"lib={lib}: no such C library folder (write one with python -m pipeline codegen)")
+        folded = lib / "folded.npz"
+        if not folded.is_file():
+            raise UserError(f"lib={lib}: no folded.npz in it (a folder written by python -m pipeline codegen)")
+    elif d.get("folded"):
+        folded = Path(d["folded"])
+    else:
+        folded = arts / "train" / str(d["arch"].get("name")) / "folded.npz"
+    if not folded.is_file():
+        raise UserError(f"folded={folded}: no FoldedModel file there")
+    fm = _load_folded(folded, "folded")
+    label = lib.name if lib is not None else str(fm.meta.get("arch_name") or fm.spec.short_hash())
+    out = Path(d["out"]) if d.get("out") else (lib / "validation.json" if lib is not None
+                                               else arts / "validate" / label / "validation.json")
+    return {"fm": fm, "lib": lib, "folded": folded, "out": out, "label": label}
+
+
+def _promoted_jobs(d: dict, arts: Path) -> list[dict]:
+    """promoted=all (or an ArchSpec hash / registry version): the C libraries codegen wrote for the study's
+    promoted models, each validated and logged to its promote run."""
+    from ebnn_core.safe import safe_name
+
+    from . import artifacts as A
+    from .search import study_name
+
+    name, which = study_name(d), d["promoted"]
+    pj = A.promoted_json(arts, name)
+    if not pj.is_file():
+        raise UserError(f"promoted={which}: the study {name} has no promoted.json ({pj}); run promote first")
+    doc = json.loads(pj.read_text())
+    jobs = []
+    for m in doc.get("models", []):
+        if which != "all" and str(which) not in (m.get("arch_hash"), str(m.get("registry_version"))):
+            continue
+        h = safe_name(m.get("arch_hash"), "arch_hash", UserError)
+        lib = A.c_dir(arts, name) / h
+        if not (lib / "folded.npz").is_file():
+            raise UserError(f"promoted={which}: no C library at {lib}; run python -m pipeline codegen "
+                            f"promoted={which} with the same overrides first")
+        jobs.append({"fm": _load_folded(lib / "folded.npz", "promoted"), "lib": lib, "folded": lib / "folded.npz",
+                     "out": A.model_validation_json(arts, name, h), "label": h, "run_id": m.get("mlflow_run_id"),
+                     "work": A.validate_dir(arts, name) / h / "build",
+                     "tracking_uri": doc.get("mlflow_tracking_uri")})
+    if not jobs:
+        raise UserError(f"promoted={which}: no such promoted model of {name}")
+    return jobs
 
 
 def _lib_device(lib: Path) -> str:
@@ -131,13 +190,14 @@ def _lib_device(lib: Path) -> str:
     return m.group(1) if m else ""
 
 
-def _log_mlflow(d: dict, fm, path: Path, report: dict) -> None:
-    run_id = (d.get("mlflow") or {}).get("run_id") or fm.meta.get("mlflow_run_id")
+def _log_mlflow(d: dict, run_id: str | None, tracking_uri: str | None, path: Path, report: dict) -> None:
+    run_id = (d.get("mlflow") or {}).get("run_id") or run_id
     if not run_id:
         return
     from mlflow.tracking import MlflowClient
 
-    uri = (d.get("mlflow") or {}).get("tracking_uri") or f"sqlite:///{Path(d['paths']['artifacts']).resolve()}/mlflow.db"
+    uri = (d.get("mlflow") or {}).get("tracking_uri") or tracking_uri or \
+        f"sqlite:///{Path(d['paths']['artifacts']).resolve()}/mlflow.db"
     client = MlflowClient(tracking_uri=uri)
     client.log_artifact(run_id, str(path), artifact_path="validation")
     for name, r in report["devices"].items():

@@ -18,7 +18,8 @@ def _points(trials: list[dict]):
             for t in trials]
 
 
-def pareto_png(trials: list[dict], pareto: list[dict], paper: list[dict], path: Path, title: str) -> Path:
+def pareto_png(trials: list[dict], pareto: list[dict], paper: list[dict], path: Path, title: str,
+               acc_label: str = "accuracy % (ours: validation; paper: test)", ours: str = "Pareto set (ours)") -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -32,7 +33,7 @@ def pareto_png(trials: list[dict], pareto: list[dict], paper: list[dict], path: 
             ax.scatter([p[idx] for p in pts], [p[2] * 100 for p in pts], s=14, c="#bbbbbb", label="feasible trials")
         pp = sorted(_points(pareto), key=lambda p: p[idx])
         if pp:
-            ax.scatter([p[idx] for p in pp], [p[2] * 100 for p in pp], s=30, c="#d62728", label="Pareto set (ours)")
+            ax.scatter([p[idx] for p in pp], [p[2] * 100 for p in pp], s=30, c="#d62728", label=ours)
         if paper:
             ax.scatter([r["memory_bytes"] / 1024 if idx == 0 else r["latency_ms"] for r in paper],
                        [r["accuracy"] * 100 for r in paper], marker="s", s=30, c="#1f77b4", label="paper Table 1")
@@ -42,7 +43,7 @@ def pareto_png(trials: list[dict], pareto: list[dict], paper: list[dict], path: 
         if logx:
             ax.set_xscale("log")
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("accuracy % (ours: validation; paper: test)")
+        ax.set_ylabel(acc_label)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8, loc="lower right")
     fig.suptitle(title, fontsize=10)
@@ -102,7 +103,8 @@ def _svg_panel(trials, pareto, paper, idx: int, xlabel: str, logx: bool, w=520, 
     return "\n".join(out)
 
 
-def pareto_html(trials: list[dict], pareto: list[dict], paper: list[dict], path: Path, title: str) -> Path:
+def pareto_html(trials: list[dict], pareto: list[dict], paper: list[dict], path: Path, title: str,
+                acc_label: str = "val accuracy") -> Path:
     rows = "".join(
         f'<tr><td>{t["number"]}</td><td>{html.escape(t["arch_desc"])}</td><td>{t["metrics"]["val_accuracy"]:.4f}</td>'
         f'<td>{t["metrics"]["ram_bytes"]}</td><td>{t["metrics"]["model_bytes"]}</td>'
@@ -117,7 +119,7 @@ def pareto_html(trials: list[dict], pareto: list[dict], paper: list[dict], path:
 {_svg_panel(trials, pareto, paper, 0, "memory KB (parameters + temporaries)", False)}
 {_svg_panel(trials, pareto, paper, 1, "latency ms (ours: estimate; paper: measured), log scale", True)}
 </div>
-<h3>Pareto set</h3><table><tr><th>trial</th><th>architecture</th><th>val accuracy</th><th>ram_bytes</th>
+<h3>Pareto set</h3><table><tr><th>trial</th><th>architecture</th><th>{html.escape(acc_label)}</th><th>ram_bytes</th>
 <th>model_bytes</th><th>latency_ms_est</th><th>MLflow run</th></tr>{rows}</table></body></html>
 """
     path.write_text(doc)

@@ -11,6 +11,7 @@ unicorn or cycles under simavr, code size) and set beside the memory and latency
 """
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -171,6 +172,9 @@ def validate_model(fm: FoldedModel, devices: list[Device], test_x: np.ndarray, w
         dwork = work / dev.name
         lib = (libs or {}).get(dev.name) or generate(fm, dev, dwork / "lib")
         if dev.toolchain.get("family") == "host":
+            if Path(lib) != dwork / "lib":  # the user's folder stays as it is: build a copy
+                shutil.copytree(lib, dwork / "lib", dirs_exist_ok=True)
+                lib = dwork / "lib"
             res = validate_host(fm, dev, Path(lib), test_x, ref)
         else:
             res = validate_device(fm, dev, Path(lib), dwork, budgets.get(dev.name), test_x[:images], ref,

@@ -86,7 +86,6 @@ def count_instructions(img: Image, device: Device, images: np.ndarray, max_instr
 
     state = {"pos": 0, "count": 0, "begin": 0, "done": False, "taken": 0, "prev_end": None, "prev_branch": False}
     blocks: dict[tuple[int, int], tuple[int, tuple[str, ...], bool]] = {}
-    tally: dict[str, int] = {}
     active = {"on": False}
     counts: list[Count] = []
     current: dict[str, int] = {}

@@ -1,0 +1,147 @@
+"""promote: the study's Pareto front retrained, scored, folded and registered; codegen and validate of the
+promoted models; resumption; input errors."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from .conftest import ROOT, run_cli
+
+FAST = ["progress=false", "fidelity.epochs=1", "fidelity.train_subset=2000"]
+STUDY = "mnist-curie-ram15-lat1000"
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    """A smoke search with at least two Pareto-optimal trials (shared by the tests of this module)."""
+    art = tmp_path_factory.mktemp("art")
+    r = run_cli("search", "profile=smoke", "progress=false", "n_trials=6", f"paths.artifacts={art}")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((art / "search" / STUDY / "pareto.json").read_text())
+    assert len(doc["pareto"]) >= 2, doc["pareto"]
+    return art
+
+
+def _copy(src, tmp_path):
+    dst = tmp_path / "art"
+    shutil.copytree(src, dst)
+    pj = dst / "search" / STUDY / "pareto.json"  # the copy's own MLflow store
+    doc = json.loads(pj.read_text())
+    doc["mlflow_tracking_uri"] = f"sqlite:///{dst / 'mlflow.db'}"
+    pj.write_text(json.dumps(doc))
+    return dst
+
+
+def _versions(art, name=f"ebnn-{STUDY}"):
+    from mlflow.tracking import MlflowClient
+
+    c = MlflowClient(tracking_uri=f"sqlite:///{art / 'mlflow.db'}", registry_uri=f"sqlite:///{art / 'mlflow.db'}")
+    return c, c.search_model_versions(f"name='{name}'")
+
+
+def test_promote_registers_every_pareto_model_and_reruns_train_nothing(searched, tmp_path):
+    art = _copy(searched, tmp_path)
+    r = run_cli("promote", *FAST, f"paths.artifacts={art}")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((art / "promote" / STUDY / "promoted.json").read_text())
+    pareto = json.loads((art / "search" / STUDY / "pareto.json").read_text())["pareto"]
+    assert [m["trial"] for m in doc["models"]] == [t["number"] for t in pareto]
+    for m in doc["models"]:
+        assert m["disagreements"] == 0 and 0.3 < m["test_accuracy"] <= 1
+        assert (art / "promote" / STUDY / m["arch_hash"] / "folded.npz").is_file()
+    client, versions = _versions(art)
+    assert sorted(v.tags["arch_hash"] for v in versions) == sorted(m["arch_hash"] for m in doc["models"])
+    for v in versions:
+        files = {f.path for f in client.list_artifacts(v.run_id, "model")}
+        assert {"model/folded.npz", "model/arch.json", "model/metrics.json"} <= files
+        assert v.tags["device"] == "curie" and float(v.tags["test_accuracy"]) > 0.3 and int(v.tags["ram_bytes"]) > 0
+    stamps = {p: p.stat().st_mtime_ns for p in (art / "promote" / STUDY).glob("*/folded.npz")}
+    r = run_cli("promote", *FAST, f"paths.artifacts={art}")
+    assert r.returncode == 0 and r.stdout.count("reused") == len(doc["models"]) and "training" not in r.stdout
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert len(_versions(art)[1]) == len(versions)
+    # every promoted model as C by a documented name, bit-exact on the whole test set
+    r = run_cli("codegen", "promoted=all", f"paths.artifacts={art}")
+    assert r.returncode == 0, r.stderr
+    for m in doc["models"]:
+        lib = art / "c" / STUDY / m["arch_hash"]
+        r = run_cli("validate", f"lib={lib}", "devices=[host]", f"paths.artifacts={art}")
+        assert r.returncode == 0 and "host: ok, 10000 images" in r.stdout, r.stdout + r.stderr
+    r = run_cli("codegen", f"promoted={doc['models'][0]['registry_version']}", f"paths.artifacts={art}")
+    assert r.returncode == 0 and doc["models"][0]["arch_hash"] in r.stdout
+
+
+def test_top_k_by_hypervolume_contribution(searched, tmp_path):
+    art = _copy(searched, tmp_path)
+    r = run_cli("promote", *FAST, "select=top_k", "top_k=1", f"paths.artifacts={art}")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((art / "promote" / STUDY / "promoted.json").read_text())
+    pareto = json.loads((art / "search" / STUDY / "pareto.json").read_text())
+    from pipeline.promote import hypervolume_rank
+
+    best = pareto["pareto"][hypervolume_rank(pareto["pareto"], pareto["budgets"])[0]]
+    assert [m["trial"] for m in doc["models"]] == [best["number"]]
+
+
+def test_promote_resumes_after_a_kill_without_retraining(searched, tmp_path):
+    art = _copy(searched, tmp_path)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    p = subprocess.Popen([sys.executable, "-m", "pipeline", "promote", *FAST, "fidelity.train_subset=20000",
+                          f"paths.artifacts={art}"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    for line in p.stdout:
+        if line.startswith("[2/"):  # the first model is done, the second is training
+            break
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait(timeout=60)
+    done = list((art / "promote" / STUDY).glob("*/metrics.json"))
+    assert len(done) == 1 and not (art / "promote" / STUDY / "promoted.json").exists()
+    stamp = done[0].stat().st_mtime_ns
+    r = run_cli("promote", *FAST, "fidelity.train_subset=20000", f"paths.artifacts={art}")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("reused") == 1 and done[0].stat().st_mtime_ns == stamp
+    assert len(json.loads((art / "promote" / STUDY / "promoted.json").read_text())["models"]) >= 2
+
+
+def test_bad_input_one_line_exit_2(searched, tmp_path):
+    r = run_cli("promote", f"paths.artifacts={tmp_path}")
+    assert r.returncode == 2 and f"study_name={STUDY}: no study there" in r.stderr
+    art = _copy(searched, tmp_path)
+    r = run_cli("promote", "select=top_k", "top_k=0", f"paths.artifacts={art}")
+    assert r.returncode == 2 and "top_k=0: must be a positive integer" in r.stderr
+    r = run_cli("promote", "select=best", f"paths.artifacts={art}")
+    assert r.returncode == 2 and "select=best: choose one of all, top_k" in r.stderr
+    # a registry name already used by another study
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{art / 'mlflow.db'}"
+    MlflowClient(tracking_uri=uri, registry_uri=uri).create_registered_model("taken", tags={"study": "other"})
+    r = run_cli("promote", "registry.name=taken", *FAST, f"paths.artifacts={art}")
+    assert r.returncode == 2 and "registry.name=taken: already holds the models of study 'other'" in r.stderr
+    assert not (art / "promote").exists()  # refused before any training
+    # a study with no feasible trial
+    pj = art / "search" / STUDY / "pareto.json"
+    doc = json.loads(pj.read_text())
+    doc["pareto"] = []
+    pj.write_text(json.dumps(doc))
+    r = run_cli("promote", f"paths.artifacts={art}")
+    assert r.returncode == 2 and "has no feasible trial to promote" in r.stderr
+    for r in (r,):
+        assert len([ln for ln in r.stderr.splitlines() if ln.strip()]) == 1 and "Traceback" not in r.stderr
+    r = run_cli("codegen", "promoted=all", f"paths.artifacts={tmp_path / 'none'}")
+    assert r.returncode == 2 and "promoted=all: the study" in r.stderr
+
+
+def test_hypervolume_contributions_exact():
+    from search.hypervolume import contributions, hypervolume
+
+    assert hypervolume(np.array([[0.5, 0.5]]), np.array([1.0, 1.0])) == pytest.approx(0.25)
+    pts = np.array([[0.5, 0.2], [0.2, 0.5], [0.6, 0.6]])
+    assert contributions(pts, np.array([1.0, 1.0])) == pytest.approx([0.15, 0.15, 0.0])
+    cube = np.array([[0.0, 0.0, 0.0]])
+    assert hypervolume(cube, np.array([1.0, 2.0, 3.0])) == pytest.approx(6.0)
