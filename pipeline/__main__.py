@@ -6,6 +6,7 @@
 
 The stage name is taken off the arguments and used as the config name (conf/STAGE.yaml); the rest are
 Hydra overrides. Input errors print one line naming the key and the value and exit with status 2.
+SIGINT / SIGTERM during a search print one line `interrupted by SIGINT: ...` and exit 130 / 143.
 """
 from __future__ import annotations
 
@@ -79,6 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BaseException as e:
+        from search.interrupts import Interrupted
+
+        if isinstance(e, Interrupted):
+            print(e.message, file=sys.stderr)
+            return e.exit_code
+        raise
     return 0
 
 

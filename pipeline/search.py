@@ -7,12 +7,18 @@
 Writes ${paths.artifacts}/search/<study>/: pareto.json, pareto.png, pareto.html, and per trained trial
 trials/<arch hash>/folded.npz. The Optuna study lives in ${paths.artifacts}/search/optuna.db and the
 MLflow runs in ${paths.artifacts}/mlflow.db unless `storage` / `mlflow.tracking_uri` say otherwise.
-Running the same command again resumes the study up to `n_trials`.
+Running the same command again resumes the study up to `n_trials`, the study's total over every
+worker: many workers share one study through `storage=` (PostgreSQL) and `mlflow.tracking_uri=` (an
+MLflow tracking server), see search.study for the claims that keep the count exact. Storage, tracking
+URI and artefacts folder are checked before any work, creating nothing (search.stores). SIGINT and
+SIGTERM fail the running trial in Optuna, mark its MLflow run KILLED, close the parent run and exit
+130 / 143 (search.interrupts).
 """
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -84,7 +90,48 @@ def trial_record(t) -> dict[str, Any]:
             "constraints": dict(t.constraints or {}), "mlflow_run_id": t.user_attrs.get("mlflow_run_id")}
 
 
+def _places(d: dict, artifacts_value) -> tuple[Path, str, str]:
+    """(artifacts folder, storage URL, tracking URI), each checked before any work and without creating
+    anything: a wrong one is a UserError naming the key and the value."""
+    from search.stores import PlaceError, check_folder, check_storage, check_tracking_uri
+
+    try:
+        artifacts = check_folder(str(artifacts_value), "paths.artifacts")
+        storage = d.get("storage") or f"sqlite:///{artifacts / 'search' / 'optuna.db'}"
+        tracking = (d.get("mlflow") or {}).get("tracking_uri") or f"sqlite:///{artifacts / 'mlflow.db'}"
+        for given, url, key, check in ((d.get("storage"), storage, "storage", check_storage),
+                                       ((d.get("mlflow") or {}).get("tracking_uri"), tracking, "mlflow.tracking_uri",
+                                        check_tracking_uri)):
+            try:
+                check(url, key)
+            except PlaceError as e:
+                if given:
+                    raise
+                raise PlaceError("paths.artifacts", str(artifacts_value), e.why) from None
+    except PlaceError as e:
+        raise UserError(str(e)) from None
+    return artifacts, storage, tracking
+
+
+def _write_atomic(path: Path, text: str) -> Path:
+    """Several workers finish one study together: each file appears whole."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
 def search(cfg) -> dict:
+    """The stage; SIGINT and SIGTERM end it with search.interrupts.Interrupted (exit 130 / 143)."""
+    from search.interrupts import SignalGuard
+
+    with SignalGuard() as guard:
+        with guard.raising():
+            job = _prepare(cfg, guard)
+        return _run(job, guard)
+
+
+def _prepare(cfg, guard) -> dict:
     d = resolved(cfg)
     dev = device(d)
     budgets = _budgets(d)
@@ -112,6 +159,8 @@ def search(cfg) -> dict:
         space = check_space(d["space"])
     except SpaceError as e:
         raise UserError(str(e)) from None
+    # where the study lives: checked before any work, nothing created yet
+    artifacts, storage, tracking = _places(d, d["paths"]["artifacts"])
     ds = d["dataset"]
     input_shape, classes = tuple(ds["input_shape"]), int(ds["classes"])
     _check_some_candidate_fits(space, input_shape, classes, dev, budgets, seed)
@@ -123,20 +172,56 @@ def search(cfg) -> dict:
     except StackError as e:
         raise UserError(str(e)) from None
 
-    artifacts = Path(d["paths"]["artifacts"]).resolve()
-    out = artifacts / "search" / name
-    out.mkdir(parents=True, exist_ok=True)
-    storage = d.get("storage") or f"sqlite:///{artifacts / 'search' / 'optuna.db'}"
-    tracking = (d.get("mlflow") or {}).get("tracking_uri") or f"sqlite:///{artifacts / 'mlflow.db'}"
-
-    from ebnn_core.data import DataError, ImageDataModule, load_splits
-    from ebnn_core.folded import fold
-    from ebnn_core.training import train as fit
+    from ebnn_core.data import DataError, load_splits
 
     try:
         splits = load_splits(ds)
     except DataError as e:
         raise UserError(str(e)) from None
+
+    import optuna
+
+    from search.stores import shown
+    from search.study import make_sampler, open_study
+    from search.tracking import Tracker
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    holder: dict = {}
+
+    def on_stale(study_, trial_) -> None:  # this process failed a killed worker's trial: close its run
+        if "tracker" in holder:
+            try:
+                holder["tracker"].close_stale()
+            except Exception:
+                pass
+
+    try:
+        study, created = open_study(name, storage, make_sampler(d["sampler"], seed), on_stale=on_stale)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    mlflow_artifacts = None if tracking.startswith(("http://", "https://")) else artifacts / "mlartifacts"
+    tracker = Tracker(tracking, d["mlflow"]["experiment"], mlflow_artifacts, study, d, created=created)
+    holder["tracker"] = tracker
+    out = artifacts / "search" / name
+    out.mkdir(parents=True, exist_ok=True)
+    return {"d": d, "dev": dev, "budgets": budgets, "name": name, "n_trials": n_trials, "timeout": timeout,
+            "seed": seed, "scr": scr, "space": space, "ds": ds, "input_shape": input_shape, "classes": classes,
+            "splits": splits, "study": study, "tracker": tracker, "out": out, "storage": storage,
+            "tracking": tracking, "storage_shown": shown(storage), "tracking_shown": shown(tracking),
+            "memory_fn": memory_plan_compiled}
+
+
+def _run(job: dict, guard) -> dict:
+    import optuna
+
+    from ebnn_core.data import ImageDataModule
+    from ebnn_core.folded import fold
+    from ebnn_core.training import train as fit
+    from search.interrupts import Interrupted
+    from search.study import Objective, budget_counts, completed, feasible, pareto_trials, run_worker
+
+    d, name, study, tracker, out = job["d"], job["name"], job["study"], job["tracker"], job["out"]
+    scr, ds, seed, splits, n_trials = job["scr"], job["ds"], job["seed"], job["splits"], job["n_trials"]
 
     def train_fn(spec) -> dict:
         dm = ImageDataModule(splits, batch_size=scr["batch_size"], val_size=ds["val_size"], seed=seed,
@@ -147,66 +232,94 @@ def search(cfg) -> dict:
             out / "trials" / spec.short_hash() / "folded.npz")
         return {**info, "folded_path": str(path)}
 
-    import optuna
-
-    from search.study import Objective, completed, feasible, make_sampler, open_study, pareto_trials
-    from search.tracking import Tracker
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        study = open_study(name, storage, make_sampler(d["sampler"], seed))
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    tracker = Tracker(tracking, d["mlflow"]["experiment"], artifacts / "mlartifacts", study, d)
     stale = tracker.close_stale()
-    done_before = len(completed(study))
+    done_before, running = budget_counts(study)
     remaining = max(0, n_trials - done_before)
     print(f"study {name}: {done_before} trials done, running {remaining} more "
-          f"(storage {storage}, MLflow {tracking})" + (f"; {stale} interrupted trial runs closed" if stale else ""))
+          f"(storage {job['storage_shown']}, MLflow {job['tracking_shown']})"
+          + (f"; {running} running in other workers" if running and remaining else "")
+          + (f"; {stale} interrupted trial runs closed" if stale else ""), flush=True)
 
     def report(study_, trial) -> None:
-        if trial.state != optuna.trial.TrialState.COMPLETE:
-            return
-        ua = trial.user_attrs
-        how = ("infeasible, not trained" if not ua.get("feasible") else
-               f"reused trial {ua['reused_from']}" if "reused_from" in ua else f"trained {ua.get('train_seconds', 0):.1f}s")
-        print(f"trial {trial.number:>3}  {ua.get('arch_desc', ''):<40} acc {trial.values[0]:.4f}  "
-              f"ram {ua.get('ram_bytes')} B  {ua.get('latency_ms_est', 0):.2f} ms  ({how})", flush=True)
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            ua = trial.user_attrs
+            how = ("infeasible, not trained" if not ua.get("feasible") else
+                   f"reused trial {ua['reused_from']}" if "reused_from" in ua else f"trained {ua.get('train_seconds', 0):.1f}s")
+            print(f"trial {trial.number:>3}  {ua.get('arch_desc', ''):<40} acc {trial.values[0]:.4f}  "
+                  f"ram {ua.get('ram_bytes')} B  {ua.get('latency_ms_est', 0):.2f} ms  ({how})", flush=True)
+        elif trial.state == optuna.trial.TrialState.PRUNED:
+            print(f"trial {trial.number:>3}  not run: the last slots of the study were taken by other workers", flush=True)
+        tracker.close_stale()
 
-    objective = Objective(space, input_shape, classes, dev, budgets, d["objective_memory"], train_fn,
-                          on_start=tracker.on_start, on_result=tracker.on_result, on_fail=tracker.on_fail,
-                          memory_fn=memory_plan_compiled)
+    def on_train(trial, spec) -> None:
+        print(f"trial {trial.number:>3}  training {spec.describe()}", flush=True)
+
+    def on_wait_spec(trial, why) -> None:
+        print(f"trial {trial.number:>3}  waiting: {why}", flush=True)
+
+    def on_wait_slots(held) -> None:
+        print(f"waiting: the last {held} trial(s) of the study are running in other workers", flush=True)
+
+    objective = Objective(job["space"], job["input_shape"], job["classes"], job["dev"], job["budgets"],
+                          d["objective_memory"], train_fn, on_start=tracker.on_start, on_result=tracker.on_result,
+                          on_fail=tracker.on_fail, memory_fn=job["memory_fn"], n_trials=n_trials, guard=guard,
+                          on_train=on_train, on_wait=on_wait_spec)
     t0 = time.perf_counter()
-    if remaining:
-        study.optimize(objective, n_trials=remaining, timeout=timeout, callbacks=[report], gc_after_trial=True)
+    try:
+        run_worker(study, objective, n_trials, timeout=job["timeout"], guard=guard, callbacks=[report],
+                   on_wait=on_wait_slots)
+    except Interrupted as e:
+        try:
+            tracker.close_parent("KILLED")
+        except Exception:
+            pass
+        e.detail = (e.detail + "; " if e.detail else "") + "the same command resumes the study"
+        raise
     seconds = time.perf_counter() - t0
+    try:  # the finish phase: a signal here also closes the parent run as KILLED
+        with guard.raising():
+            trials = [trial_record(t) for t in completed(study)]
+            feas = [trial_record(t) for t in completed(study) if feasible(t)]
+            pareto = [trial_record(t) for t in pareto_trials(study)]
+            from ebnn_core.paper import rows as paper_rows
+            from search.plots import pareto_html, pareto_png
 
-    trials = [trial_record(t) for t in completed(study)]
-    feas = [trial_record(t) for t in completed(study) if feasible(t)]
-    pareto = [trial_record(t) for t in pareto_trials(study)]
-    from ebnn_core.paper import rows as paper_rows
-    from search.plots import pareto_html, pareto_png
-
-    title = f"{name}: {len(pareto)} Pareto-optimal of {len(feas)} feasible / {len(trials)} trials"
-    paper = paper_rows(ds["name"])
-    files = [pareto_png(feas, pareto, paper, out / "pareto.png", title),
-             pareto_html(feas, pareto, paper, out / "pareto.html", title)]
-    doc = {"study": name, "storage": storage, "mlflow_tracking_uri": tracking,
-           "mlflow_parent_run_id": tracker.parent_id, "objectives": ["val_accuracy", d["objective_memory"], "latency_ms_est"],
-           "budgets": {"ram_bytes": budgets.ram_bytes, "flash_bytes": budgets.flash_bytes,
-                       "latency_ms": budgets.latency_ms},
-           "device": dev.name, "dataset": ds["name"], "n_trials": len(trials), "n_feasible": len(feas),
-           "pareto": pareto}
-    pj = out / "pareto.json"
-    pj.write_text(json.dumps(doc, indent=2) + "\n")
-    files.append(pj)
-    tracker.finish({t["number"] for t in pareto}, files,
-                   {"n_trials": len(trials), "n_feasible": len(feas), "n_pareto": len(pareto),
-                    "best_val_accuracy": max((t["metrics"]["val_accuracy"] for t in feas), default=0.0),
-                    "search_seconds": seconds})
+            title = f"{name}: {len(pareto)} Pareto-optimal of {len(feas)} feasible / {len(trials)} trials"
+            paper = paper_rows(ds["name"])
+            png_tmp = out / f".pareto.{os.getpid()}.png"
+            pareto_png(feas, pareto, paper, png_tmp, title)
+            os.replace(png_tmp, out / "pareto.png")
+            html_tmp = out / f".pareto.{os.getpid()}.html"
+            pareto_html(feas, pareto, paper, html_tmp, title)
+            os.replace(html_tmp, out / "pareto.html")
+            files = [out / "pareto.png", out / "pareto.html"]
+            budgets, dev = job["budgets"], job["dev"]
+            doc = {"study": name, "storage": job["storage_shown"], "mlflow_tracking_uri": job["tracking_shown"],
+                   "mlflow_parent_run_id": tracker.parent_id, "objectives": ["val_accuracy", d["objective_memory"], "latency_ms_est"],
+                   "budgets": {"ram_bytes": budgets.ram_bytes, "flash_bytes": budgets.flash_bytes,
+                               "latency_ms": budgets.latency_ms},
+                   "device": dev.name, "dataset": ds["name"], "n_trials": len(trials), "n_feasible": len(feas),
+                   "pareto": pareto}
+            pj = _write_atomic(out / "pareto.json", json.dumps(doc, indent=2) + "\n")
+            files.append(pj)
+            tracker.finish({t["number"] for t in pareto}, files,
+                           {"n_trials": len(trials), "n_feasible": len(feas), "n_pareto": len(pareto),
+                            "best_val_accuracy": max((t["metrics"]["val_accuracy"] for t in feas), default=0.0),
+                            "search_seconds": seconds})
+    except Interrupted as e:
+        try:
+            tracker.close_parent("KILLED")
+        except Exception:
+            pass
+        e.detail = "while writing the results; the same command writes them again"
+        raise
     print()
     print_table([{"trial": t["number"], "arch": t["arch_desc"], **t["metrics"]} for t in pareto],
                 ["trial", "arch", "val_accuracy", "ram_bytes", "model_bytes", "latency_ms_est"])
-    print(f"\nwrote {pj}\nbrowse: mlflow ui --backend-store-uri {tracking} --host 127.0.0.1  "
-          f"(filter: tags.pareto = 'true')")
+    import shlex
+
+    uri = job["tracking_shown"]
+    hint = (uri if uri.startswith(("http://", "https://")) else
+            f"mlflow ui --backend-store-uri {shlex.quote(uri)} --host 127.0.0.1")
+    print(f"\nwrote {pj}\nbrowse: {hint}  (filter: tags.pareto = 'true')")
     return doc

@@ -6,27 +6,52 @@ to its budget (feasible when <= 0): RAM, flash, latency. An infeasible candidate
 memory and latency models alone and never trained. A candidate whose ArchSpec hash an earlier complete
 trial already trained reuses that result.
 
-`n_trials` is the study's total: a re-run (or a run after an interruption) resumes the study from its
-storage and runs only the trials still missing; trials left RUNNING by a killed process are failed
-by Optuna's heartbeat and run again.
+`n_trials` is the study's total over every worker and every run: `run_worker` runs trials until the
+storage holds `n_trials` COMPLETE ones. Many workers may share one study (one RDB storage); two claims
+keep them exact:
+
+- The budget. Trial creation is serialised by Optuna (the study row is locked while a trial number is
+  assigned), so every trial sees all trials numbered below it. Before anything else a trial counts the
+  COMPLETE trials plus the RUNNING trials numbered below it; when that reaches `n_trials` the budget is
+  spoken for and the trial is PRUNED at once (user attribute `budget=taken`, no parameters, no MLflow
+  run). So the trials that go on number at most `n_trials` minus those already complete: the highest
+  numbered of them saw every other one RUNNING or COMPLETE. A worker that finds the free slots all held
+  by RUNNING trials of other workers waits (they may still fail) and stops when the study is full.
+- The ArchSpec. A trial writes its decision (user attribute `claim`: the ArchSpec hash when it is
+  feasible, "" when not) before it looks at others; it trains only when no lower-numbered RUNNING trial
+  is undecided or claims the same hash, and no COMPLETE trial trained it. Otherwise it waits and then
+  reuses the result (or trains, if the other trial failed). Waits point only to lower numbers: no
+  deadlock, and one ArchSpec is never trained by two trials at the same time.
+
+Trials left RUNNING by a killed process are failed by Optuna's heartbeat (another worker or the next
+run does it) and their slot is run again; the FAIL-ed trial keeps its number. Each trial's sampler
+draws from its own seed (seed, trial number), so workers do not propose the same candidates and one
+worker replays exactly.
 """
 from __future__ import annotations
 
+import os
+import socket
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import optuna
+from optuna.trial import TrialState
 
 from ebnn_core import ArchSpec, Device, MemoryReport, latency_ms, memory_plan
 
+from .interrupts import Interrupted, NoGuard, SignalGuard
 from .space import suggest_arch
 
 MEMORY_OBJECTIVES = ("ram_bytes", "model_bytes", "flash_bytes")
 DIRECTIONS = ("maximize", "minimize", "minimize")
 HEARTBEAT_S = 10
 GRACE_S = 30
+POLL_S = 2.0
+CLAIM_ATTR = "claim"
+WORKER = f"{socket.gethostname()}:{os.getpid()}"  # user attribute `worker` of each trial
 
 
 @dataclass
@@ -59,30 +84,118 @@ class TrialResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class _PerTrialSeed:
+    """Sampler mixin: before each trial, reseed the sampler's generators from (seed, trial number), so
+    concurrent workers with one `seed` draw different candidates and a single worker still replays."""
+
+    _base_seed = 0
+
+    def before_trial(self, study, trial) -> None:
+        s = (self._base_seed * 1_000_003 + trial.number) % 2**32
+        for obj in (self, getattr(self, "_random_sampler", None)):
+            lazy = getattr(obj, "_rng", None)
+            if lazy is not None and hasattr(lazy, "rng"):
+                lazy.rng.seed(s)
+        super().before_trial(study, trial)
+
+
+class SeededTPESampler(_PerTrialSeed, optuna.samplers.TPESampler):
+    pass
+
+
+class SeededNSGAIISampler(_PerTrialSeed, optuna.samplers.NSGAIISampler):
+    pass
+
+
+class SeededRandomSampler(_PerTrialSeed, optuna.samplers.RandomSampler):
+    pass
+
+
 def make_sampler(cfg: dict[str, Any], seed: int) -> optuna.samplers.BaseSampler:
     name = cfg.get("name")
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=int(cfg.get("n_startup_trials", 10)))
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=int(cfg.get("population_size", 20)))
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise ValueError(f"sampler.name={name}: choose one of tpe, nsga2, random")
+        sampler = SeededTPESampler(seed=seed, n_startup_trials=int(cfg.get("n_startup_trials", 10)))
+    elif name == "nsga2":
+        sampler = SeededNSGAIISampler(seed=seed, population_size=int(cfg.get("population_size", 20)))
+    elif name == "random":
+        sampler = SeededRandomSampler(seed=seed)
+    else:
+        raise ValueError(f"sampler.name={name}: choose one of tpe, nsga2, random")
+    sampler._base_seed = seed
+    return sampler
 
 
-def open_study(name: str, storage_url: str, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
+def open_study(name: str, storage_url: str, sampler: optuna.samplers.BaseSampler,
+               on_stale: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None
+               ) -> tuple[optuna.Study, bool]:
+    """(study, created): created is True for the one process that created the study (concurrent starts
+    race on Optuna's unique study name, not on our code). The storage's schema is created under
+    stores.schema_lock. `on_stale(study, trial)` runs whenever this process fails a stale trial."""
+    from . import stores
+
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    storage = optuna.storages.RDBStorage(storage_url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
-    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, directions=list(DIRECTIONS),
-                                load_if_exists=True)
+
+    def storage():
+        with stores.schema_lock(storage_url):
+            return optuna.storages.RDBStorage(storage_url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                              heartbeat_stale_trial_callback=on_stale)
+
+    rdb = stores.retrying(storage)
+    try:
+        study = optuna.create_study(study_name=name, storage=rdb, sampler=sampler, directions=list(DIRECTIONS))
+        created = True
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=name, storage=rdb, sampler=sampler)
+        created = False
     if [d.name.lower() for d in study.directions] != list(DIRECTIONS):
         raise ValueError(f"study_name={name}: the stored study has directions "
                          f"{[d.name.lower() for d in study.directions]}, not {list(DIRECTIONS)}")
-    return study
+    return study, created
 
 
 def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def fail_stale(study: optuna.Study) -> None:
+    """Fail trials whose worker stopped beating (their on_stale callback runs here)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def budget_counts(study: optuna.Study) -> tuple[int, int]:
+    """(COMPLETE, RUNNING) trials, read in one query."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+    done = sum(1 for t in trials if t.state == TrialState.COMPLETE)
+    return done, len(trials) - done
+
+
+def run_worker(study: optuna.Study, objective: Callable, n_trials: int, timeout: float | None = None,
+               guard: SignalGuard | None = None, callbacks: Sequence[Callable] = (),
+               on_wait: Callable[[int], None] | None = None, poll_s: float = POLL_S) -> int:
+    """One worker: trials until the study holds `n_trials` COMPLETE (or `timeout` seconds passed, checked
+    between trials). While the free slots are all held by other workers' RUNNING trials it waits
+    (`on_wait(held)` once per wait). Returns how many trials this worker ran."""
+    guard = guard or NoGuard()
+    t0 = time.monotonic()
+    ran, waiting = 0, False
+    while True:
+        guard.check()
+        fail_stale(study)
+        done, running = budget_counts(study)
+        if done >= n_trials or (timeout is not None and time.monotonic() - t0 >= timeout):
+            return ran
+        if done + running >= n_trials:
+            if not waiting and on_wait:
+                on_wait(n_trials - done)
+            waiting = True
+            with guard.raising():
+                time.sleep(poll_s)
+            continue
+        waiting = False
+        study.optimize(objective, n_trials=1, callbacks=list(callbacks), gc_after_trial=True)
+        ran += 1
 
 
 def feasible(t: optuna.trial.FrozenTrial) -> bool:
@@ -111,26 +224,84 @@ class Objective:
                  on_start: Callable[[optuna.trial.Trial], None] | None = None,
                  on_result: Callable[[TrialResult], None] | None = None,
                  on_fail: Callable[[optuna.trial.Trial, BaseException], None] | None = None,
-                 memory_fn: Callable[[ArchSpec, Device], MemoryReport] = memory_plan):
+                 memory_fn: Callable[[ArchSpec, Device], MemoryReport] = memory_plan,
+                 n_trials: int | None = None, guard: SignalGuard | None = None,
+                 on_train: Callable[[optuna.trial.Trial, ArchSpec], None] | None = None,
+                 on_wait: Callable[[optuna.trial.Trial, str], None] | None = None, poll_s: float = POLL_S):
         """memory_fn(spec, device): the memory model; the stage passes one whose stack figure is the
-        compiled inference's (validation.stack), tried only when static RAM alone fits the budget."""
+        compiled inference's (validation.stack), tried only when static RAM alone fits the budget.
+        n_trials: the study's total (the budget claim; None: no claim). guard: signals (training and
+        waits are the places where an interrupt raises at once). on_train(trial, spec) just before
+        training; on_wait(trial, why) when the trial waits for another trial's training."""
         if objective_memory not in MEMORY_OBJECTIVES:
             raise ValueError(f"objective_memory={objective_memory}: choose one of {', '.join(MEMORY_OBJECTIVES)}")
         self.space, self.input_shape, self.classes = space, tuple(input_shape), classes
         self.device, self.budgets, self.objective_memory = device, budgets, objective_memory
         self.train_fn, self.on_start, self.on_result, self.on_fail = train_fn, on_start, on_result, on_fail
         self.memory_fn = memory_fn
+        self.n_trials, self.guard = n_trials, guard or NoGuard()
+        self.on_train, self.on_wait, self.poll_s = on_train, on_wait, poll_s
 
     def __call__(self, trial: optuna.trial.Trial) -> tuple[float, float, float]:
         try:
             return self._score(trial)
+        except optuna.TrialPruned:
+            raise
         except BaseException as e:  # interrupted or broken: the tracker closes the trial's run
             if self.on_fail:
-                self.on_fail(trial, e)
+                try:
+                    self.on_fail(trial, e)
+                except Exception:
+                    pass
+            if isinstance(e, Interrupted):
+                # Optuna records only Exception and KeyboardInterrupt as FAIL: record this one here
+                try:
+                    trial.study.tell(trial, state=TrialState.FAIL)
+                except Exception:
+                    pass
+                has_run = bool(trial.user_attrs.get("mlflow_run_id")) if hasattr(trial, "user_attrs") else False
+                e.detail = e.detail or (f"trial {trial.number} failed" + (" (its MLflow run KILLED)" if has_run else ""))
             raise
+
+    def _claim_slot(self, trial: optuna.trial.Trial) -> None:
+        """The budget claim (module doc): PRUNED when COMPLETE + lower RUNNING trials fill n_trials."""
+        if self.n_trials is None:
+            return
+        trials = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+        held = sum(1 for t in trials if t.state == TrialState.COMPLETE or t.number < trial.number)
+        if held >= self.n_trials:
+            trial.set_user_attr("budget", "taken")
+            raise optuna.TrialPruned(f"the study's {self.n_trials} trials are complete or running elsewhere")
+
+    def _wait_for_spec(self, trial: optuna.trial.Trial, arch_hash: str) -> optuna.trial.FrozenTrial | None:
+        """The ArchSpec claim (module doc): a COMPLETE trial that trained arch_hash, or None when this
+        trial is the one to train it. Waits while a lower RUNNING trial is undecided or claims it."""
+        told = False
+        while True:
+            trials = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+            for t in trials:
+                if (t.state == TrialState.COMPLETE and t.user_attrs.get("arch_hash") == arch_hash
+                        and t.user_attrs.get("trained")):
+                    return t
+            blockers = [t for t in trials if t.state == TrialState.RUNNING and t.number < trial.number
+                        and t.user_attrs.get(CLAIM_ATTR, None) in (None, arch_hash)]
+            if not blockers:
+                return None
+            if self.on_wait and not told:
+                b = blockers[0]
+                why = (f"trial {b.number} is training the same ArchSpec" if b.user_attrs.get(CLAIM_ATTR) == arch_hash
+                       else f"trial {b.number} has not chosen its ArchSpec yet")
+                self.on_wait(trial, why)
+                told = True
+            with self.guard.raising():
+                time.sleep(self.poll_s)
+            fail_stale(trial.study)
 
     def _score(self, trial: optuna.trial.Trial) -> tuple[float, float, float]:
         t0 = time.perf_counter()
+        self._claim_slot(trial)
+        trial.set_user_attr("worker", WORKER)
+        self.guard.check()
         spec = suggest_arch(trial, self.space, self.input_shape, self.classes)
         lat = latency_ms(spec, self.device)
         mem = memory_plan(spec, self.device, stack_bytes=0)  # static RAM: a lower bound, no compiler needed
@@ -147,6 +318,7 @@ class Objective:
         trial.set_user_attr("arch_hash", spec.short_hash())
         trial.set_user_attr("arch_desc", spec.describe())
         trial.set_user_attr("feasible", ok)
+        trial.set_user_attr(CLAIM_ATTR, spec.short_hash() if ok else "")  # decided: written before looking
         if self.on_start:
             self.on_start(trial)
         result = TrialResult(trial.number, spec, metrics, viol, ok, dict(trial.params))
@@ -154,14 +326,18 @@ class Objective:
             metrics["val_accuracy"] = 0.0
             metrics["scoring_ms"] = (time.perf_counter() - t0) * 1000
         else:
-            prior = self._trained_before(trial.study, spec.short_hash())
+            prior = self._wait_for_spec(trial, spec.short_hash())
             if prior is not None:
                 result.reused_from = prior.number
                 for k in ("val_accuracy", "train_seconds"):
                     metrics[k] = float(prior.user_attrs.get(k, 0.0))
                 trial.set_user_attr("reused_from", prior.number)
             else:
-                out = self.train_fn(spec)
+                self.guard.check()
+                if self.on_train:
+                    self.on_train(trial, spec)
+                with self.guard.raising():
+                    out = self.train_fn(spec)
                 result.trained = True
                 metrics["val_accuracy"] = float(out["val_accuracy"])
                 metrics["train_seconds"] = float(out["train_seconds"])
@@ -174,10 +350,3 @@ class Objective:
         if self.on_result:
             self.on_result(result)
         return metrics["val_accuracy"], float(metrics[self.objective_memory]), float(lat)
-
-    @staticmethod
-    def _trained_before(study: optuna.Study, arch_hash: str) -> optuna.trial.FrozenTrial | None:
-        for t in completed(study):
-            if t.user_attrs.get("arch_hash") == arch_hash and t.user_attrs.get("trained"):
-                return t
-        return None

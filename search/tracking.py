@@ -3,17 +3,27 @@
 Runs are addressed by id through MlflowClient (no global active run), so a resumed study reopens its
 parent run (its id is kept in the study's user attributes) and a trial's run id is kept in the
 trial's user attributes from the moment the trial starts.
+
+Many workers: an SQL tracking store is created or migrated once (search.stores.open_mlflow_store,
+under a lock); the experiment is created by whichever worker gets there first; the parent run by the
+worker that created the Optuna study (the others wait for its id). With a tracking server (http://)
+the server chooses where artifacts go. `close_stale` closes, as KILLED, every trial run still RUNNING
+whose trial is no longer running (a worker killed: Optuna's heartbeat failed its trial); the stage runs
+it at start-up, whenever this process fails a stale trial, after each trial and at the end.
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import optuna
 
+from .interrupts import Interrupted
 from .study import TrialResult
 
 PARENT_ATTR = "mlflow_parent_run_id"
@@ -31,35 +41,64 @@ def _flat_params(result: TrialResult) -> dict[str, str]:
 
 
 class Tracker:
-    def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path, study: optuna.Study,
-                 config: dict[str, Any]):
+    def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path | None, study: optuna.Study,
+                 config: dict[str, Any], created: bool = True, parent_wait_s: float = 60.0):
+        """artifact_root: where a new experiment keeps artifacts (None: the tracking server decides).
+        created: this process created the study, so it creates the parent run; others wait for it."""
         import mlflow
+        from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
+
+        from .stores import open_mlflow_store
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         logging.getLogger("alembic").setLevel(logging.WARNING)
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # no "View run" per trial
+        open_mlflow_store(tracking_uri)
         mlflow.set_tracking_uri(tracking_uri)
         self.client = MlflowClient(tracking_uri=tracking_uri)
         exp = self.client.get_experiment_by_name(experiment)
         if exp is None:
-            artifact_root.mkdir(parents=True, exist_ok=True)
-            exp_id = self.client.create_experiment(experiment, artifact_location=artifact_root.resolve().as_uri())
+            try:
+                if artifact_root is not None:
+                    artifact_root.mkdir(parents=True, exist_ok=True)
+                exp_id = self.client.create_experiment(
+                    experiment, artifact_location=artifact_root.resolve().as_uri() if artifact_root else None)
+            except MlflowException:  # another worker created it just now
+                exp = self.client.get_experiment_by_name(experiment)
+                if exp is None:
+                    raise
+                exp_id = exp.experiment_id
         else:
             exp_id = exp.experiment_id
         self.experiment_id = exp_id
         self.study = study
-        self.parent_id = self._parent(config)
+        self.parent_id = self._parent(config, created, parent_wait_s)
 
-    def _parent(self, config: dict[str, Any]) -> str:
+    def _existing_parent(self) -> str | None:
         rid = self.study.user_attrs.get(PARENT_ATTR)
         if rid:
             try:
                 run = self.client.get_run(rid)
                 if run.info.experiment_id == self.experiment_id:
-                    self.client.update_run(rid, status="RUNNING")
+                    if run.info.status != "RUNNING":
+                        self.client.update_run(rid, status="RUNNING")
                     return rid
             except Exception:  # the tracking store was replaced: start a new parent run
                 pass
+        return None
+
+    def _parent(self, config: dict[str, Any], created: bool, wait_s: float) -> str:
+        rid = self._existing_parent()
+        if rid:
+            return rid
+        if not created and not self.study.user_attrs.get(PARENT_ATTR):
+            deadline = time.monotonic() + wait_s  # the creating worker is making it
+            while time.monotonic() < deadline:
+                time.sleep(0.5)
+                rid = self._existing_parent()
+                if rid:
+                    return rid
         run = self.client.create_run(self.experiment_id, run_name=self.study.study_name,
                                      tags={"study": self.study.study_name, "kind": "study"})
         rid = run.info.run_id
@@ -101,21 +140,38 @@ class Tracker:
         rid = trial.user_attrs.get(RUN_ATTR) if hasattr(trial, "user_attrs") else None
         if rid:
             self.client.set_tag(rid, "error", f"{type(exc).__name__}: {exc}"[:500])
-            self.client.set_terminated(rid, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+            self.client.set_terminated(rid, "KILLED" if isinstance(exc, (KeyboardInterrupt, Interrupted)) else "FAILED")
 
     def _run_of(self, number: int) -> str:
         t = self.study.trials[number]
         return t.user_attrs[RUN_ATTR]
 
     def close_stale(self) -> int:
-        """Runs of trials that did not complete (killed processes) marked KILLED; returns how many."""
+        """Trial runs still RUNNING whose trial is no longer RUNNING (its worker was killed and Optuna's
+        heartbeat failed it) marked KILLED; returns how many. The trials are read before the runs, so a
+        trial that starts or finishes meanwhile is never touched."""
+        states = {t.number: t.state for t in self.study.get_trials(deepcopy=False)}
+        name = self.study.study_name
+        runs = self.client.search_runs(
+            [self.experiment_id], max_results=5000,
+            filter_string=f"tags.study = '{name}' and tags.kind = 'trial' and attributes.status = 'RUNNING'")
         n = 0
-        for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)):
-            rid = t.user_attrs.get(RUN_ATTR)
-            if rid and self.client.get_run(rid).info.status == "RUNNING":
-                self.client.set_terminated(rid, "KILLED")
-                n += 1
+        for run in runs:
+            try:
+                number = int(run.data.tags.get("trial_number", ""))
+            except ValueError:
+                continue
+            state = states.get(number)
+            if state is None or state == optuna.trial.TrialState.RUNNING:
+                continue
+            self.client.set_tag(run.info.run_id, "error", f"trial {number} {state.name}: its worker stopped "
+                                                           "(failed by Optuna's heartbeat)")
+            self.client.set_terminated(run.info.run_id, "KILLED")
+            n += 1
         return n
+
+    def close_parent(self, status: str = "KILLED") -> None:
+        self.client.set_terminated(self.parent_id, status)
 
     # ---- end of a search --------------------------------------------------------------------
     def finish(self, pareto_numbers: set[int], files: list[Path], summary: dict[str, float]) -> None:
@@ -128,6 +184,7 @@ class Tracker:
         from mlflow.entities import Metric
 
         self.client.log_batch(self.parent_id, metrics=[Metric(k, float(v), 0, 0) for k, v in summary.items()])
+        self.close_stale()
         self.client.set_terminated(self.parent_id, "FINISHED")
 
 

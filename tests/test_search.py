@@ -1,5 +1,6 @@
-"""The search stage end to end on the smoke profile, its resumption, and its input errors."""
+"""The search stage end to end on the smoke profile, its resumption, interrupts, and its input errors."""
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -137,32 +138,95 @@ def test_smoke_search_end_to_end_and_resume(tmp_path):
     assert len(_load(art).trials) == 8
 
 
-def test_interrupted_search_resumes(tmp_path):
+def _mlflow_runs(tracking_uri: str, kind: str):
+    from mlflow.tracking import MlflowClient
+
+    c = MlflowClient(tracking_uri=tracking_uri)
+    exp = c.get_experiment_by_name("ebnn-search")
+    return c.search_runs([exp.experiment_id], filter_string=f"tags.kind = '{kind}'", max_results=1000)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_during_training_fails_the_trial_and_resumes(tmp_path, sig):
+    """Ctrl-C or SIGTERM while Lightning trains: one line, exit 130 / 143, the trial FAIL in Optuna, its run
+    KILLED in MLflow, the parent run closed (before: exit 1, trial RUNNING, run FAILED, parent RUNNING)."""
     art = tmp_path / "art"
-    cmd = [sys.executable, "-m", "pipeline", "search", "profile=smoke", "progress=false", "n_trials=4",
-           f"paths.artifacts={art}"]
-    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = ["search", "profile=smoke", "progress=false", f"paths.artifacts={art}"]
+    p = subprocess.Popen([sys.executable, "-m", "pipeline", *args, "n_trials=3"], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     t0 = time.time()
-    for line in p.stdout:  # wait for the first finished trial, then interrupt the next one
-        if line.startswith("trial"):
+    for line in p.stdout:  # trial 0 of seed 0 trains for seconds
+        if line.startswith("trial   0  training"):
             break
         assert time.time() - t0 < 300
-    p.send_signal(signal.SIGINT)
-    p.wait(timeout=120)
-    assert p.returncode in (130, 0)
+    time.sleep(0.5)
+    p.send_signal(sig)
+    out, err = p.communicate(timeout=120)
+    name = signal.Signals(sig).name
+    assert p.returncode == 128 + sig, err
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert lines == [f"interrupted by {name}: trial 0 failed (its MLflow run KILLED); "
+                     "the same command resumes the study"], err
     study = _load(art)
-    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(done) >= 1
-    r = run_cli("search", "profile=smoke", "progress=false", "n_trials=4", f"paths.artifacts={art}")
+    assert [(t.number, t.state) for t in study.trials] == [(0, optuna.trial.TrialState.FAIL)]
+    tracking = f"sqlite:///{art}/mlflow.db"
+    (run,) = _mlflow_runs(tracking, "trial")
+    assert run.info.status == "KILLED" and run.data.tags["trial_number"] == "0"
+    assert run.data.tags["error"].startswith("Interrupted")
+    (parent,) = _mlflow_runs(tracking, "study")
+    assert parent.info.status == "KILLED"
+    if sig == signal.SIGTERM:
+        return
+    r = run_cli(*args, "n_trials=2")  # resume: the failed trial keeps its number, its slot is run again
     assert r.returncode == 0, r.stderr
+    assert "0 trials done, running 2 more" in r.stdout
     study = _load(art)
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(complete) == 4
-    for t in done:  # nothing trained before the interruption was lost
-        assert study.trials[t.number].values == t.values
-    runs = _mlflow_trial_runs(f"sqlite:///{art}/mlflow.db")
+    states = [t.state for t in study.trials]
+    assert states[0] == optuna.trial.TrialState.FAIL and states.count(optuna.trial.TrialState.COMPLETE) == 2
+    runs = _mlflow_runs(tracking, "trial")
     assert sorted(int(r.data.tags["trial_number"]) for r in runs) == [t.number for t in study.trials]
-    assert all(r.info.status in ("FINISHED", "KILLED", "FAILED") for r in runs)
+    assert {int(r.data.tags["trial_number"]): r.info.status for r in runs}[0] == "KILLED"
+    assert all(r.info.status == "FINISHED" for r in runs if r.data.tags["trial_number"] != "0")
+    (parent,) = _mlflow_runs(tracking, "study")
+    assert parent.info.status == "FINISHED"
+
+
+def _bad_place(case: str, tmp_path):
+    from search.servers import free_port
+
+    f = tmp_path / "afile"
+    f.write_text("not a folder")
+    port = free_port()
+    return {
+        "storage-bad-url": (["storage=bad-url"], "storage=bad-url: not a database URL"),
+        "storage-unreachable": ([f"storage=postgresql+psycopg2://u:secret@127.0.0.1:{port}/optuna"],
+                                f"storage=postgresql+psycopg2://u:***@127.0.0.1:{port}/optuna: cannot connect"),
+        "storage-under-file": ([f"storage=sqlite:///{f}/optuna.db"], f"storage=sqlite:///{f}/optuna.db: {f} is a file"),
+        "tracking-under-file": ([f"mlflow.tracking_uri=sqlite:///{f}/mlflow.db"],
+                                f"mlflow.tracking_uri=sqlite:///{f}/mlflow.db: {f} is a file, not a folder"),
+        "tracking-server-down": ([f"mlflow.tracking_uri=http://127.0.0.1:{port}"],
+                                 f"mlflow.tracking_uri=http://127.0.0.1:{port}: no MLflow tracking server answers"),
+        "artifacts-under-file": ([f"paths.artifacts={f}/art"], f"paths.artifacts={f}/art: {f} is a file, not a folder"),
+        "artifacts-is-file": ([f"paths.artifacts={f}"], f"paths.artifacts={f}: {f} is a file, not a folder"),
+        "artifacts-unwritable": (["paths.artifacts=/sys/ebnn-artifacts"],  # EPERM even for root
+                                 "paths.artifacts=/sys/ebnn-artifacts: cannot write in /sys"),
+    }[case]
+
+
+@pytest.mark.parametrize("case", ["storage-bad-url", "storage-unreachable", "storage-under-file", "tracking-under-file",
+                                  "tracking-server-down", "artifacts-under-file", "artifacts-is-file",
+                                  "artifacts-unwritable"])
+def test_search_bad_places_before_any_work(tmp_path, case):
+    """Storage, tracking URI and artefacts folder are checked first: one line naming the key and the value,
+    exit 2, nothing created. `ram_kb=0.5` fits no candidate: that error would come first if the places were
+    checked after the feasibility sampling (before: 35-70 s of work, then a traceback)."""
+    args, needle = _bad_place(case, tmp_path)
+    r = run_cli("search", "profile=smoke", f"paths.artifacts={tmp_path / 'art'}", *args, "ram_kb=0.5")
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and needle in lines[0], r.stderr
+    assert "secret" not in r.stderr
+    assert sorted(os.listdir(tmp_path)) == ["afile"]  # no folder, no database, no empty study
 
 
 @pytest.mark.parametrize("args, needle", [
