@@ -240,13 +240,30 @@ def _run(job: dict, guard) -> dict:
           + (f"; {running} running in other workers" if running and remaining else "")
           + (f"; {stale} interrupted trial runs closed" if stale else ""), flush=True)
 
+    clock = {"start": time.perf_counter(), "done": 0}
+
+    def progress(study_) -> str:
+        """'k of N done, ETA ..., best feasible ...': the study's total, whoever ran the trials."""
+        complete = study_.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        k = len(complete)
+        per = (time.perf_counter() - clock["start"]) / max(clock["done"], 1)
+        eta = max(0, n_trials - k) * per
+        feas = [t for t in complete if t.user_attrs.get("feasible")]
+        best = max(feas, key=lambda t: t.values[0], default=None)
+        best_s = (f"best feasible {best.values[0]:.4f} (trial {best.number}, {best.user_attrs.get('ram_bytes')} B)"
+                  if best else "no feasible trial yet")
+        return f"{k} of {n_trials} done, ETA {eta / 60:.1f} min, {best_s}"
+
     def report(study_, trial) -> None:
         if trial.state == optuna.trial.TrialState.COMPLETE:
+            clock["done"] += 1
             ua = trial.user_attrs
             how = ("infeasible, not trained" if not ua.get("feasible") else
                    f"reused trial {ua['reused_from']}" if "reused_from" in ua else f"trained {ua.get('train_seconds', 0):.1f}s")
-            print(f"trial {trial.number:>3}  {ua.get('arch_desc', ''):<40} acc {trial.values[0]:.4f}  "
-                  f"ram {ua.get('ram_bytes')} B  {ua.get('latency_ms_est', 0):.2f} ms  ({how})", flush=True)
+            acc = f"acc {trial.values[0]:.4f}" if ua.get("feasible") else "not trained"
+            print(f"trial {trial.number:>3}  {ua.get('arch_desc', ''):<40} {acc}  "
+                  f"ram {ua.get('ram_bytes')} B  {ua.get('latency_ms_est', 0):.2f} ms  ({how}); "
+                  f"{progress(study_)}", flush=True)
         elif trial.state == optuna.trial.TrialState.PRUNED:
             print(f"trial {trial.number:>3}  not run: the last slots of the study were taken by other workers", flush=True)
         tracker.close_stale()

@@ -88,7 +88,14 @@ def test_smoke_search_end_to_end_and_resume(tmp_path):
     r = run_cli(*args, "n_trials=6")
     assert r.returncode == 0, r.stderr
     assert "val_accuracy" in r.stdout  # the Pareto table
+    # study-level progress after each trial: k of N, an ETA, the best feasible point so far
+    lines = [ln for ln in r.stdout.splitlines() if " of 6 done, ETA " in ln]
+    assert len(lines) == 6 and "1 of 6 done" in lines[0] and "6 of 6 done" in lines[-1], r.stdout
+    assert all("best feasible" in ln or "no feasible trial yet" in ln for ln in lines)
     study = _load(art)
+    for t in study.trials:  # an infeasible trial says "not trained", not "acc 0.0000"
+        line = next(ln for ln in lines if ln.startswith(f"trial {t.number:>3} "))
+        assert ("not trained" in line) == (not t.user_attrs["feasible"]), line
     trials = study.trials
     assert len(trials) == 6 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     budget = 15 * 1024
