@@ -293,6 +293,12 @@ def _run(job: dict, guard) -> dict:
         e.detail = (e.detail + "; " if e.detail else "") + "the same command resumes the study"
         raise
     seconds = time.perf_counter() - t0
+    # the whole study's time, not this invocation's: every invocation (and worker) adds its own
+    total_seconds = float(study.user_attrs.get("search_seconds", 0.0)) + seconds
+    study.set_user_attr("search_seconds", total_seconds)
+    times = [t for t in study.get_trials(deepcopy=False) if t.datetime_start and t.datetime_complete]
+    span = (max(t.datetime_complete for t in times) - min(t.datetime_start for t in times)).total_seconds() \
+        if times else 0.0
     try:  # the finish phase: a signal here also closes the parent run as KILLED
         with guard.raising():
             trials = [trial_record(t) for t in completed(study)]
@@ -322,7 +328,8 @@ def _run(job: dict, guard) -> dict:
             tracker.finish({t["number"] for t in pareto}, files,
                            {"n_trials": len(trials), "n_feasible": len(feas), "n_pareto": len(pareto),
                             "best_val_accuracy": max((t["metrics"]["val_accuracy"] for t in feas), default=0.0),
-                            "search_seconds": seconds})
+                            "search_seconds": total_seconds, "invocation_seconds": seconds,
+                            "study_span_seconds": span})
     except Interrupted as e:
         try:
             tracker.close_parent("KILLED")

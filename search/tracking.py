@@ -183,7 +183,8 @@ class Tracker:
             self.client.log_artifact(self.parent_id, str(f))
         from mlflow.entities import Metric
 
-        self.client.log_batch(self.parent_id, metrics=[Metric(k, float(v), 0, 0) for k, v in summary.items()])
+        now = int(time.time() * 1000)  # a resumed study's figures replace the last invocation's
+        self.client.log_batch(self.parent_id, metrics=[Metric(k, float(v), now, 0) for k, v in summary.items()])
         self.close_stale()
         self.client.set_terminated(self.parent_id, "FINISHED")
 

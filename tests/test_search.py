@@ -128,6 +128,11 @@ def test_smoke_search_end_to_end_and_resume(tmp_path):
     assert "<svg" in (art / "search" / STUDY / "pareto.html").read_text()
 
     # the same command again with a larger total: resumes, keeps every trial, same parent run
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking)
+    first = client.get_run(doc["mlflow_parent_run_id"]).data.metrics
+    assert first["search_seconds"] == first["invocation_seconds"] > 0
     before = {t.number: (t.values, t.params) for t in trials}
     r = run_cli(*args, "n_trials=8")
     assert r.returncode == 0, r.stderr
@@ -139,6 +144,9 @@ def test_smoke_search_end_to_end_and_resume(tmp_path):
     assert len(_mlflow_trial_runs(tracking)) == 8
     doc2 = json.loads((art / "search" / STUDY / "pareto.json").read_text())
     assert doc2["mlflow_parent_run_id"] == doc["mlflow_parent_run_id"]
+    second = client.get_run(doc["mlflow_parent_run_id"]).data.metrics  # the whole study, not the last call
+    assert second["search_seconds"] == pytest.approx(first["search_seconds"] + second["invocation_seconds"])
+    assert second["study_span_seconds"] >= first["study_span_seconds"]
     # and once more at the same total: nothing to do, nothing lost
     r = run_cli(*args, "n_trials=8")
     assert r.returncode == 0 and "running 0 more" in r.stdout
