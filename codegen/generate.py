@@ -1,7 +1,9 @@
 """FoldedModel -> a self-contained C library folder.
 
-    generate(folded, device, out_dir)   # model.h, model.c, ebnn_config.h, ebnn.[ch], main.c, Makefile,
-                                        # arduino/ebnn_model/ (sketch + copies of the same files)
+    generate(folded, device, out_dir, samples=(images, labels))
+        # model.h, model.c, ebnn_config.h, ebnn.[ch], main.c, Makefile (host example, `make run` on the
+        # sample images against the reference's answers, `make device` with the device's toolchain),
+        # arduino/ebnn_model/ (sketch + copies of the same files), platformio/ (the device's board)
 
 Every value is computed here; the templates only loop. The arena is sized and laid out by
 ebnn_core.resources.memory_plan, the same planner as the memory model, so the two cannot drift. Free
@@ -10,6 +12,7 @@ so no value can end a C comment; layer kinds come from the ArchSpec, never from 
 """
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -28,6 +31,32 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 FUSION_C = {"recompute": "EBNN_FUSION_RECOMPUTE", "rowbuffer": "EBNN_FUSION_ROWBUFFER", "unfused": "EBNN_FUSION_UNFUSED"}
 LIBRARY_FILES = ("model.h", "model.c", "ebnn_config.h") + RUNTIME_FILES
 PER_LINE = {"uint32_t": 6, "int16_t": 12, "int32_t": 6, "uint8_t": 16}
+SAMPLE_FILES = ("test_images.u8", "test_labels.txt", "expected.txt")
+# What may reach the generated Makefile and platformio.ini from a device file: compiler names, flags and
+# board names, never a shell or Make metacharacter ($, ;, quotes, spaces inside a token, newlines).
+TOKEN = re.compile(r"[A-Za-z0-9_.+=,:/-]{1,200}")
+
+
+class CodegenError(ValueError):
+    """A value that cannot go into generated files; the message names the key and the value."""
+
+
+def _token(value, key: str) -> str:
+    if not isinstance(value, str) or not TOKEN.fullmatch(value):
+        raise CodegenError(f"{key}={value!r}: not a plain compiler, flag or board name "
+                           "(letters, digits and _.+=,:/- only)")
+    return value
+
+
+def toolchain_context(device: Device) -> dict:
+    """The device's compiler, archiver and flags for `make device`, each checked to be a plain token."""
+    tc = device.toolchain or {}
+    cc = _token(tc.get("cc", "cc"), "device.toolchain.cc")
+    flags = [_token(f, "device.toolchain.cflags") for f in (tc.get("cflags") or [])]
+    ar = re.sub(r"(^|-)(gcc|cc|clang)$", r"\1ar", cc) if re.search(r"(^|-)(gcc|cc|clang)$", cc) else "ar"
+    pio = {k: _token(v, f"device.platformio.{k}") for k, v in (device.platformio or {}).items()
+           if k in ("platform", "board", "framework")}
+    return {"device_cc": cc, "device_ar": ar, "device_cflags": " ".join(flags), "pio": pio}
 
 
 def _lines(values: np.ndarray, ctype: str) -> list[str]:
@@ -183,10 +212,30 @@ def _env() -> jinja2.Environment:
                               keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
 
 
-def generate(fm: FoldedModel, device: Device, out_dir: str | Path) -> Path:
+def _write_samples(fm: FoldedModel, out: Path, images: np.ndarray, labels: np.ndarray) -> None:
+    """A few test images for `make run`, with their labels and the reference's answers (class, scores),
+    the lines the example program prints with -s."""
+    from ebnn_core import reference_predict
+
+    images = np.ascontiguousarray(images, dtype=np.uint8)
+    pred, scores = reference_predict(fm, images)
+    (out / "test_images.u8").write_bytes(images.tobytes())
+    (out / "test_labels.txt").write_text("".join(f"{int(y)}\n" for y in labels))
+    (out / "expected.txt").write_text("".join(f"{int(p)}" + "".join(f" {int(v)}" for v in row) + "\n"
+                                              for p, row in zip(pred, scores)))
+
+
+def generate(fm: FoldedModel, device: Device, out_dir: str | Path,
+             samples: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
+    """samples: (images, labels) for `make run` (uint8, the model's input shape); None: none written
+    and `make run` says so."""
     out = Path(out_dir)
+    ctx = {**build_context(fm, device), **toolchain_context(device)}
+    if samples is not None and tuple(samples[0].shape[1:]) != tuple(fm.spec.input_shape):
+        raise CodegenError(f"samples: images of shape {tuple(samples[0].shape[1:])}, the model reads "
+                           f"{tuple(fm.spec.input_shape)}")
+    ctx["n_samples"] = 0 if samples is None else int(len(samples[0]))
     out.mkdir(parents=True, exist_ok=True)
-    ctx = build_context(fm, device)
     env = _env()
     for template, name in (("model.h.j2", "model.h"), ("model.c.j2", "model.c"), ("ebnn_config.h.j2", "ebnn_config.h"),
                            ("main.c.j2", "main.c"), ("Makefile.j2", "Makefile")):
@@ -198,4 +247,15 @@ def generate(fm: FoldedModel, device: Device, out_dir: str | Path) -> Path:
     (sketch / "ebnn_model.ino").write_text(env.get_template("sketch.ino.j2").render(**ctx))
     for name in LIBRARY_FILES:
         shutil.copyfile(out / name, sketch / name)
+    pio = out / "platformio"
+    (pio / "src").mkdir(parents=True, exist_ok=True)
+    (pio / "platformio.ini").write_text(env.get_template("platformio.ini.j2").render(**ctx))
+    main = "main.c" if ctx["pio"].get("platform") == "native" else "arduino/ebnn_model/ebnn_model.ino"
+    for name in (main, *LIBRARY_FILES):
+        shutil.copyfile(out / name, pio / "src" / Path(name).name)
+    if samples is not None:
+        _write_samples(fm, out, *samples)
+    else:
+        for name in SAMPLE_FILES:
+            (out / name).unlink(missing_ok=True)
     return out

@@ -68,6 +68,7 @@ class Device:
     cycles: dict = field(default_factory=dict)
     part: str = ""
     toolchain: dict = field(default_factory=dict)
+    platformio: dict = field(default_factory=dict)  # platform, board, framework of the generated PlatformIO project
 
     @classmethod
     def from_dict(cls, d: Any) -> "Device":

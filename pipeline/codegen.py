@@ -48,14 +48,47 @@ def _load(folded: Path, key: str = "folded"):
         raise UserError(f"{key}={shown(str(folded))}: {e}") from None
 
 
-def _write(fm, dev, out: Path, key: str, value) -> Path:
+def _samples(d: dict, fm):
+    """The first `samples` test images of the dataset the model was trained on (its meta, else the
+    config's) with their labels, for the library's `make run`; None when there are none to give."""
+    from .config import positive_int
+
+    if d.get("samples", 0) == 0:
+        return None
+    n = positive_int(d, "samples")
+    from ebnn_core.data import DataError, load_splits
+
+    ds = dict(d["dataset"])
+    trained_on = fm.meta.get("dataset") if isinstance(fm.meta.get("dataset"), str) else None
+    if trained_on and trained_on != ds.get("name"):
+        print(f"note: no sample images for make run (the model was trained on {trained_on}, dataset= is "
+              f"{ds.get('name')})")
+        return None
+    try:
+        splits = load_splits(ds)
+    except DataError as e:
+        raise UserError(str(e)) from None
+    if tuple(splits.input_shape) != tuple(fm.spec.input_shape):
+        print(f"note: no sample images for make run ({ds.get('name')} images are {tuple(splits.input_shape)}, "
+              f"the model reads {tuple(fm.spec.input_shape)})")
+        return None
+    return splits.test_x[:n], splits.test_y[:n]
+
+
+def _write(fm, dev, out: Path, key: str, value, d: dict) -> Path:
     """Generate the library into `out` (created here, removed again if writing fails), with folded.npz."""
     from codegen import generate
+    from codegen.generate import CodegenError, toolchain_context
     from ebnn_core import memory_plan
 
+    try:
+        toolchain_context(dev)  # a device value that cannot go into the Makefile: refused before any file
+    except CodegenError as e:
+        raise UserError(str(e)) from None
+    samples = _samples(d, fm)
     created = _make_folder(out, key, value)
     try:
-        generate(fm, dev, out)
+        generate(fm, dev, out, samples=samples)
         fm.save(out / "folded.npz")  # the model the C came from: validate reads it for the reference
     except OSError as e:
         if created is not None:
@@ -70,7 +103,8 @@ def _write(fm, dev, out: Path, key: str, value) -> Path:
     print(f"wrote {out} ({fm.spec.describe()}, hash {fm.spec.short_hash()}) for {dev.name}: "
           f"params {mem.params_bytes} B in {dev.params_in}, arena {mem.activation_bytes + mem.scratch_bytes} B, "
           f"ram_bytes {mem.ram_bytes}")
-    print(f"build: cd {shlex.quote(str(out))} && make && ./ebnn_example images.u8")
+    print(f"build: cd {shlex.quote(str(out))} && make run")
+    print(f"device: cd {shlex.quote(str(out))} && make device  (libebnn_model.a with {dev.name}'s toolchain)")
     print(f"validate: python -m pipeline validate lib={shlex.quote(str(out))}")
     return out
 
@@ -98,7 +132,7 @@ def _from_study(d: dict, dev, arts: Path) -> list[Path]:
             raise UserError(f"trial={trial}: not a Pareto-optimal trial of {name} (those are: {numbers})")
         h = safe_name(hit[0].get("arch_hash"), "arch_hash", UserError)
         fm = _load(arts / "search" / name / "trials" / h / "folded.npz", "trial")
-        return [_write(fm, dev, A.c_dir(arts, name) / f"trial-{trial}", "paths.artifacts", arts)]
+        return [_write(fm, dev, A.c_dir(arts, name) / f"trial-{trial}", "paths.artifacts", arts, d)]
     which = d["promoted"]
     pj = A.promoted_json(arts, name)
     if not pj.is_file():
@@ -112,7 +146,7 @@ def _from_study(d: dict, dev, arts: Path) -> list[Path]:
     for m in sel:
         h = safe_name(m.get("arch_hash"), "arch_hash", UserError)
         fm = _load(A.promote_dir(arts, name) / h / "folded.npz", "promoted")
-        outs.append(_write(fm, dev, A.c_dir(arts, name) / h, "paths.artifacts", arts))
+        outs.append(_write(fm, dev, A.c_dir(arts, name) / h, "paths.artifacts", arts, d))
     return outs
 
 
@@ -143,4 +177,4 @@ def codegen(cfg) -> Path | list[Path]:
         if not out.resolve().is_relative_to(arts.resolve()):
             raise UserError(f"paths.artifacts={shown(str(arts))}: {out} resolves to {out.resolve()}, outside it; "
                             "give out= to write there")
-    return _write(fm, dev, out, key, value)
+    return _write(fm, dev, out, key, value, d)

@@ -20,7 +20,7 @@ import numpy as np
 from . import artifacts as A
 from .config import device, positive_int, positive_number, resolved
 from .errors import UserError
-from .report import print_table
+from reports.tables import print_table
 
 SELECT = ("all", "top_k")
 
@@ -150,4 +150,6 @@ def promote(cfg) -> dict:
     print_table(models, ["trial", "arch_desc", "test_accuracy", "disagreements", "ram_bytes", "latency_ms_est",
                          "registry_version"])
     print(f"\nwrote {A.promoted_json(arts, name)}; registry: {registry} ({len(models)} versions)")
+    host = tracking.rstrip("/") if tracking.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    print(f"browse: {reg.ui_url(host)}  (Model registry: {registry})")
     return result

@@ -25,7 +25,7 @@ from typing import Any
 
 from .config import device, positive_int, positive_number, resolved
 from .errors import UserError
-from .report import print_table
+from reports.tables import print_table
 
 FEASIBILITY_SAMPLES = 3000
 
@@ -66,7 +66,7 @@ def _check_some_candidate_fits(space: dict, input_shape, classes: int, dev, budg
 
 def study_name(d: dict) -> str:
     """The study's name, also its folder under ${paths.artifacts}/search/: `study_name` or one built from
-    names that must each be safe (ebnn_core.safe), so no value can point the folder elsewhere."""
+    the dataset, device, budgets and the search profile (unless `default`), names that must each be safe (ebnn_core.safe), so no value can point the folder elsewhere."""
     from ebnn_core.safe import safe_name
 
     if d.get("study_name"):
@@ -78,7 +78,28 @@ def study_name(d: dict) -> str:
     def g(v):
         return "none" if v is None else f"{v:g}"
 
-    return f"{d['dataset']['name']}-{d['device']['name']}-ram{g(d.get('ram_kb'))}-lat{g(d.get('latency_ms'))}"
+    name = f"{d['dataset']['name']}-{d['device']['name']}-ram{g(d.get('ram_kb'))}-lat{g(d.get('latency_ms'))}"
+    profile = d.get("profile_name") or "default"
+    if profile != "default":  # a profile screens at another fidelity: its trials are another study's
+        name += "-" + safe_name(profile, "profile_name", UserError)
+    return name
+
+
+def browse_hints(tracking_uri: str, experiment_id: str, storage: str, view: str | None = None) -> list[str]:
+    """How to look at a study: the MLflow UI (the study's saved view: its Pareto set with the key metrics)
+    and optuna-dashboard (objectives by name)."""
+    import shlex
+
+    from tracking.client import ui_url
+
+    server = tracking_uri.startswith(("http://", "https://"))
+    host = tracking_uri.rstrip("/") if server else "http://127.0.0.1:5000"
+    lines = [] if server else [f"browse: .venv/bin/mlflow ui --backend-store-uri {shlex.quote(tracking_uri)} "
+                               "--host 127.0.0.1"]
+    lines.append(f"        then {ui_url(experiment_id, host, view)}  (the Pareto set; Views: every trial)")
+    if "***" not in storage:  # a password would have to be typed again; say nothing half-right
+        lines.append(f"        or .venv/bin/optuna-dashboard {shlex.quote(storage)}  (http://127.0.0.1:8080)")
+    return lines
 
 
 def trial_record(t) -> dict[str, Any]:
@@ -183,7 +204,7 @@ def _prepare(cfg, guard) -> dict:
 
     from search.stores import shown
     from search.study import make_sampler, open_study
-    from search.tracking import Tracker
+    from tracking.runs import Tracker
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     holder: dict = {}
@@ -196,7 +217,8 @@ def _prepare(cfg, guard) -> dict:
                 pass
 
     try:
-        study, created = open_study(name, storage, make_sampler(d["sampler"], seed), on_stale=on_stale)
+        study, created = open_study(name, storage, make_sampler(d["sampler"], seed), on_stale=on_stale,
+                                    metric_names=["val_accuracy", d["objective_memory"], "latency_ms_est"])
     except ValueError as e:
         raise UserError(str(e)) from None
     mlflow_artifacts = None if tracking.startswith(("http://", "https://")) else artifacts / "mlartifacts"
@@ -228,7 +250,7 @@ def _run(job: dict, guard) -> dict:
                              train_subset=scr.get("train_subset"), val_subset=scr.get("val_subset"))
         model, info = fit(spec, dm, epochs=scr["epochs"], lr=float(scr["lr"]), seed=seed,
                           progress=bool(d.get("progress", True)))
-        path = fold(model, meta={"study": name, "fidelity": "screening"}).save(
+        path = fold(model, meta={"study": name, "fidelity": "screening", "dataset": ds["name"]}).save(
             out / "trials" / spec.short_hash() / "folded.npz")
         return {**info, "folded_path": str(path)}
 
@@ -305,7 +327,7 @@ def _run(job: dict, guard) -> dict:
             feas = [trial_record(t) for t in completed(study) if feasible(t)]
             pareto = [trial_record(t) for t in pareto_trials(study)]
             from ebnn_core.paper import rows as paper_rows
-            from search.plots import pareto_html, pareto_png
+            from reports.plots import pareto_html, pareto_png
 
             title = f"{name}: {len(pareto)} Pareto-optimal of {len(feas)} feasible / {len(trials)} trials"
             paper = paper_rows(ds["name"])
@@ -340,10 +362,8 @@ def _run(job: dict, guard) -> dict:
     print()
     print_table([{"trial": t["number"], "arch": t["arch_desc"], **t["metrics"]} for t in pareto],
                 ["trial", "arch", "val_accuracy", "ram_bytes", "model_bytes", "latency_ms_est"])
-    import shlex
-
-    uri = job["tracking_shown"]
-    hint = (uri if uri.startswith(("http://", "https://")) else
-            f"mlflow ui --backend-store-uri {shlex.quote(uri)} --host 127.0.0.1")
-    print(f"\nwrote {pj}\nbrowse: {hint}  (filter: tags.pareto = 'true')")
+    print(f"\nwrote {pj}")
+    for line in browse_hints(job["tracking_shown"], tracker.experiment_id, job["storage_shown"],
+                             getattr(tracker, "view", None)):
+        print(line)
     return doc

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .config import arch_spec, device, positive_int, positive_number, resolved
 from .errors import UserError
-from .report import print_table
+from reports.tables import print_table
 
 METRICS = "metrics.json"
 FOLDED = "folded.npz"

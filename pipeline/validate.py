@@ -194,17 +194,17 @@ def _log_mlflow(d: dict, run_id: str | None, tracking_uri: str | None, path: Pat
     run_id = (d.get("mlflow") or {}).get("run_id") or run_id
     if not run_id:
         return
-    from mlflow.tracking import MlflowClient
+    from tracking.client import attach
 
     uri = (d.get("mlflow") or {}).get("tracking_uri") or tracking_uri or \
         f"sqlite:///{Path(d['paths']['artifacts']).resolve()}/mlflow.db"
-    client = MlflowClient(tracking_uri=uri)
-    client.log_artifact(run_id, str(path), artifact_path="validation")
+    metrics = {}
     for name, r in report["devices"].items():
         for k in ("total_measured", "stack_measured", "static_measured"):
             if k in r.get("ram", {}):
-                client.log_metric(run_id, f"validate.{name}.ram_{k}", r["ram"][k])
+                metrics[f"validate.{name}.ram_{k}"] = r["ram"][k]
         for k in ("cycles_measured", "instructions_per_inference", "latency_ms_measured"):
             if k in r.get("latency", {}):
-                client.log_metric(run_id, f"validate.{name}.{k}", r["latency"][k])
-    client.set_tag(run_id, "validated", "ok" if report["ok"] else "failed")
+                metrics[f"validate.{name}.{k}"] = r["latency"][k]
+    attach(uri, run_id, [path], artifact_path="validation", metrics=metrics,
+           tags={"validated": "ok" if report["ok"] else "failed"})

@@ -8,7 +8,7 @@ masked).
 
 `schema_lock(url)` serialises the creation or migration of a database schema between processes that
 start together: an flock on the SQLite file's folder, a PostgreSQL advisory lock, nothing elsewhere.
-Both Optuna's storage and MLflow's SQL store are opened under it, so simultaneous starts on a fresh
+Both Optuna's storage and MLflow's SQL store (tracking.client.open_store) are opened under it, so simultaneous starts on a fresh
 store never run two migrations at once (MLflow's `duplicate column name: step`).
 """
 from __future__ import annotations
@@ -218,12 +218,3 @@ def retrying(fn: Callable[[], T], attempts: int = 5, what: str = "") -> T:
             time.sleep(0.2 + random.random())
     raise AssertionError("unreachable")
 
-
-def open_mlflow_store(uri: str) -> None:
-    """Create or migrate MLflow's SQL store once, under schema_lock (a server migrates its own)."""
-    if _scheme(uri) not in SQL_SCHEMES:
-        return
-    from mlflow.tracking import MlflowClient
-
-    with schema_lock(uri):
-        retrying(lambda: MlflowClient(tracking_uri=uri).search_experiments(max_results=1))

@@ -126,11 +126,13 @@ def make_sampler(cfg: dict[str, Any], seed: int) -> optuna.samplers.BaseSampler:
 
 
 def open_study(name: str, storage_url: str, sampler: optuna.samplers.BaseSampler,
-               on_stale: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None
-               ) -> tuple[optuna.Study, bool]:
+               on_stale: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+               metric_names: list[str] | None = None) -> tuple[optuna.Study, bool]:
     """(study, created): created is True for the one process that created the study (concurrent starts
     race on Optuna's unique study name, not on our code). The storage's schema is created under
-    stores.schema_lock. `on_stale(study, trial)` runs whenever this process fails a stale trial."""
+    stores.schema_lock. `on_stale(study, trial)` runs whenever this process fails a stale trial.
+    metric_names: the objectives' names (optuna-dashboard shows them); a study made with other
+    objectives is refused, so one study never mixes two memory objectives."""
     from . import stores
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -150,6 +152,12 @@ def open_study(name: str, storage_url: str, sampler: optuna.samplers.BaseSampler
     if [d.name.lower() for d in study.directions] != list(DIRECTIONS):
         raise ValueError(f"study_name={name}: the stored study has directions "
                          f"{[d.name.lower() for d in study.directions]}, not {list(DIRECTIONS)}")
+    if metric_names:
+        if study.metric_names is None:
+            study.set_metric_names(list(metric_names))
+        elif list(study.metric_names) != list(metric_names):
+            raise ValueError(f"objective_memory={metric_names[1]}: the study {name} was searched with objectives "
+                             f"{list(study.metric_names)}; keep them or choose another study_name")
     return study, created
 
 

@@ -148,6 +148,57 @@ def test_library_folder_is_self_contained(tmp_path):
         assert filecmp.cmp(out / name, sketch / name, shallow=False)
 
 
+@pytest.mark.toolchain
+@pytest.mark.parametrize("dev", ["host", "curie", "cortex-m0", "cortex-m4", "avr"])
+def test_make_run_and_make_device(tmp_path, dev):
+    """The generated folder runs out of the box: `make run` answers the sample images as the reference
+    does (and fails when an answer differs); `make device` builds the library with the device's toolchain."""
+    import configparser
+
+    fm = fold(randomize(BNN(FEATURES[0]), 0))
+    rng = np.random.default_rng(1)
+    images, labels = rng.integers(0, 256, size=(6, 1, 28, 28), dtype=np.uint8), np.arange(6) % 10
+    pred, _ = reference_predict(fm, images)
+    out = generate(fm, device(dev), tmp_path / "lib", samples=(images, labels))
+    r = subprocess.run(["make", "-s", "run"], cwd=out, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    correct = int(sum(int(p) == int(y) for p, y in zip(pred, labels)))
+    assert "6 predictions and scores equal the reference" in r.stdout and f"{correct} of 6 correct" in r.stdout
+    lines = (out / "expected.txt").read_text().splitlines()
+    wrong = (int(lines[2].split()[0]) + 1) % 10
+    lines[2] = " ".join([str(wrong)] + lines[2].split()[1:])
+    (out / "expected.txt").write_text("\n".join(lines) + "\n")
+    r = subprocess.run(["make", "-s", "run"], cwd=out, capture_output=True, text=True)
+    assert r.returncode != 0 and "differs from expected.txt" in r.stdout
+    r = subprocess.run(["make", "-s", "device"], cwd=out, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    nm = {"avr": "avr-nm", "cortex-m0": "arm-none-eabi-nm", "cortex-m4": "arm-none-eabi-nm"}.get(dev, "nm")
+    syms = subprocess.run([nm, "libebnn_model.a"], cwd=out, capture_output=True, text=True, check=True).stdout
+    assert " T ebnn_predict_scores" in syms
+    arch = subprocess.run(["objdump" if nm == "nm" else nm.replace("nm", "objdump"), "-f", "device/model.o"],
+                          cwd=out, capture_output=True, text=True, check=True).stdout
+    assert {"host": "x86-64", "curie": "i386", "cortex-m0": "arm", "cortex-m4": "arm", "avr": "avr"}[dev] in arch
+    # the PlatformIO project: the device's board, and the same files as the library
+    ini = configparser.ConfigParser()
+    ini.read(out / "platformio" / "platformio.ini")
+    env = ini[f"env:{dev}"]
+    assert env["platform"] == device(dev).platformio["platform"]
+    assert env.get("board") == device(dev).platformio.get("board")
+    for name in LIBRARY_FILES:
+        assert filecmp.cmp(out / name, out / "platformio" / "src" / name, shallow=False)
+
+
+def test_device_values_reaching_the_makefile_are_checked(tmp_path):
+    fm = fold(randomize(BNN(FEATURES[3]), 1))
+    p = fm.save(tmp_path / "m.npz")
+    for key, value in (("device.toolchain.cc", "'gcc;touch x'"), ("device.toolchain.cflags", "['-Os','$(shell id)']"),
+                       ("device.platformio.board", "'uno\nextra_scripts = evil.py'")):
+        r = run_cli("codegen", f"folded={p}", f"{key}={value}", f"out={tmp_path / 'out'}")
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert r.returncode == 2 and len(lines) == 1 and key in lines[0], (key, r.stderr)
+        assert not (tmp_path / "out").exists()
+
+
 def test_codegen_stage(tmp_path):
     r = run_cli("codegen", "arch=conv-1", f"paths.artifacts={tmp_path}")
     assert r.returncode == 2 and "folded=" in r.stderr and "python -m pipeline train arch=conv-1" in r.stderr

@@ -23,7 +23,7 @@ from search.study import Budgets, Objective, open_study, pareto_trials, run_work
 from .conftest import ROOT, run_cli
 from .test_resources import device
 
-STUDY = "mnist-curie-ram15-lat1000"
+STUDY = "mnist-curie-ram15-lat1000-smoke"
 SMALL_SPACE = {"conv_blocks": [0, 0], "dense_blocks": [0, 1], "units": [16, 32], "input_mode": ["binary", "uint8"],
                "filters": [4], "kernel": [3], "stride": [1], "padding": [0], "pool": [0], "pool_overlap": [False],
                "fusion": ["recompute"]}
@@ -93,7 +93,7 @@ import sys, time
 sys.path.insert(0, {str(ROOT)!r})
 from pathlib import Path
 from search.study import make_sampler, open_study
-from search.tracking import Tracker
+from tracking.runs import Tracker
 start = float(sys.argv[1])
 time.sleep(max(0.0, start - time.time()))
 study, created = open_study("s", "sqlite:///{tmp_path}/optuna.db", make_sampler({{"name": "random"}}, 0))

@@ -25,7 +25,8 @@ def test_params_study_is_the_name_the_search_gives():
     from pipeline.search import study_name
 
     p = yaml.safe_load((ROOT / "params.yaml").read_text())
-    d = resolved(compose("search", [f"device={p['device']}", f"ram_kb={p['ram_kb']}"]))
+    d = resolved(compose("search", [f"device={p['device']}", f"ram_kb={p['ram_kb']}",
+                                    f"profile={p['search']['profile']}"]))
     assert study_name(d) == p["study"]
 
 
@@ -35,6 +36,19 @@ def test_dvc_stages_are_the_registered_chain():
     stages = list(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
     assert stages == ["search", "promote", "codegen", "validate", "report"]
     assert set(stages) <= set(STAGES)
+
+
+def test_a_fresh_clone_shows_the_plan_without_running_it(tmp_path):
+    """`dvc repro --dry --force` lists the five stages' commands in order and runs none (plain --dry stops
+    at the first missing dependency on a fresh clone: the run cache hashes every dependency, DVC #9021)."""
+    _copy_checkout(tmp_path)
+    r = subprocess.run([str(ROOT / ".venv" / "bin" / "dvc"), "repro", "--dry", "--force"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    cmds = [ln[2:] for ln in r.stdout.splitlines() if ln.startswith("> ")]
+    assert [c.split()[3] for c in cmds] == ["search", "promote", "codegen", "validate", "report"], r.stdout
+    assert all(c.startswith(".venv/bin/python -m pipeline ") for c in cmds)
+    assert not (tmp_path / "artifacts").exists() and not (tmp_path / "dvc.lock").exists()
 
 
 @pytest.mark.slow  # about 7 minutes on 2 cores: .ci/run runs it after the default suite
@@ -48,8 +62,7 @@ def test_dvc_repro_runs_the_whole_chain_then_is_up_to_date(tmp_path):
     dvc = [str(ROOT / ".venv" / "bin" / "dvc")]
     env = dict(os.environ, PYTHONPATH=str(tmp_path))
     run = dict(cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
-    # a fresh clone shows its plan (dvc repro --dry cannot: it stops at the first missing dependency,
-    # treeverse/dvc#9021)
+    # a fresh clone shows its plan (also dvc repro --dry --force: the test above)
     r = subprocess.run(dvc + ["status"], **run)
     assert r.returncode == 0 and all(f"{s}:" in r.stdout for s in ("search", "promote", "codegen", "validate",
                                                                      "report")), r.stdout

@@ -13,7 +13,7 @@ import pytest
 from .conftest import ROOT, run_cli
 
 FAST = ["progress=false", "fidelity.epochs=1", "fidelity.train_subset=2000"]
-STUDY = "mnist-curie-ram15-lat1000"
+STUDY = "mnist-curie-ram15-lat1000-smoke"
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def _versions(art, name=f"ebnn-{STUDY}"):
 
 def test_promote_registers_every_pareto_model_and_reruns_train_nothing(searched, tmp_path):
     art = _copy(searched, tmp_path)
-    r = run_cli("promote", *FAST, f"paths.artifacts={art}")
+    r = run_cli("promote", "profile=smoke", *FAST, f"paths.artifacts={art}")
     assert r.returncode == 0, r.stderr
     doc = json.loads((art / "promote" / STUDY / "promoted.json").read_text())
     pareto = json.loads((art / "search" / STUDY / "pareto.json").read_text())["pareto"]
@@ -61,24 +61,24 @@ def test_promote_registers_every_pareto_model_and_reruns_train_nothing(searched,
         assert {"model/folded.npz", "model/arch.json", "model/metrics.json"} <= files
         assert v.tags["device"] == "curie" and float(v.tags["test_accuracy"]) > 0.3 and int(v.tags["ram_bytes"]) > 0
     stamps = {p: p.stat().st_mtime_ns for p in (art / "promote" / STUDY).glob("*/folded.npz")}
-    r = run_cli("promote", *FAST, f"paths.artifacts={art}")
+    r = run_cli("promote", "profile=smoke", *FAST, f"paths.artifacts={art}")
     assert r.returncode == 0 and r.stdout.count("reused") == len(doc["models"]) and "training" not in r.stdout
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert len(_versions(art)[1]) == len(versions)
     # every promoted model as C by a documented name, bit-exact on the whole test set
-    r = run_cli("codegen", "promoted=all", f"paths.artifacts={art}")
+    r = run_cli("codegen", "profile=smoke", "promoted=all", f"paths.artifacts={art}")
     assert r.returncode == 0, r.stderr
     for m in doc["models"]:
         lib = art / "c" / STUDY / m["arch_hash"]
         r = run_cli("validate", f"lib={lib}", "devices=[host]", f"paths.artifacts={art}")
         assert r.returncode == 0 and "host: ok, 10000 images" in r.stdout, r.stdout + r.stderr
-    r = run_cli("codegen", f"promoted={doc['models'][0]['registry_version']}", f"paths.artifacts={art}")
+    r = run_cli("codegen", "profile=smoke", f"promoted={doc['models'][0]['registry_version']}", f"paths.artifacts={art}")
     assert r.returncode == 0 and doc["models"][0]["arch_hash"] in r.stdout
 
 
 def test_top_k_by_hypervolume_contribution(searched, tmp_path):
     art = _copy(searched, tmp_path)
-    r = run_cli("promote", *FAST, "select=top_k", "top_k=1", f"paths.artifacts={art}")
+    r = run_cli("promote", "profile=smoke", *FAST, "select=top_k", "top_k=1", f"paths.artifacts={art}")
     assert r.returncode == 0, r.stderr
     doc = json.loads((art / "promote" / STUDY / "promoted.json").read_text())
     pareto = json.loads((art / "search" / STUDY / "pareto.json").read_text())
@@ -91,7 +91,7 @@ def test_top_k_by_hypervolume_contribution(searched, tmp_path):
 def test_promote_resumes_after_a_kill_without_retraining(searched, tmp_path):
     art = _copy(searched, tmp_path)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    p = subprocess.Popen([sys.executable, "-m", "pipeline", "promote", *FAST, "fidelity.train_subset=20000",
+    p = subprocess.Popen([sys.executable, "-m", "pipeline", "promote", "profile=smoke", *FAST, "fidelity.train_subset=20000",
                           f"paths.artifacts={art}"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, start_new_session=True)
     for line in p.stdout:
@@ -102,26 +102,26 @@ def test_promote_resumes_after_a_kill_without_retraining(searched, tmp_path):
     done = list((art / "promote" / STUDY).glob("*/metrics.json"))
     assert len(done) == 1 and not (art / "promote" / STUDY / "promoted.json").exists()
     stamp = done[0].stat().st_mtime_ns
-    r = run_cli("promote", *FAST, "fidelity.train_subset=20000", f"paths.artifacts={art}")
+    r = run_cli("promote", "profile=smoke", *FAST, "fidelity.train_subset=20000", f"paths.artifacts={art}")
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("reused") == 1 and done[0].stat().st_mtime_ns == stamp
     assert len(json.loads((art / "promote" / STUDY / "promoted.json").read_text())["models"]) >= 2
 
 
 def test_bad_input_one_line_exit_2(searched, tmp_path):
-    r = run_cli("promote", f"paths.artifacts={tmp_path}")
+    r = run_cli("promote", "profile=smoke", f"paths.artifacts={tmp_path}")
     assert r.returncode == 2 and f"study_name={STUDY}: no study there" in r.stderr
     art = _copy(searched, tmp_path)
-    r = run_cli("promote", "select=top_k", "top_k=0", f"paths.artifacts={art}")
+    r = run_cli("promote", "profile=smoke", "select=top_k", "top_k=0", f"paths.artifacts={art}")
     assert r.returncode == 2 and "top_k=0: must be a positive integer" in r.stderr
-    r = run_cli("promote", "select=best", f"paths.artifacts={art}")
+    r = run_cli("promote", "profile=smoke", "select=best", f"paths.artifacts={art}")
     assert r.returncode == 2 and "select=best: choose one of all, top_k" in r.stderr
     # a registry name already used by another study
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{art / 'mlflow.db'}"
     MlflowClient(tracking_uri=uri, registry_uri=uri).create_registered_model("taken", tags={"study": "other"})
-    r = run_cli("promote", "registry.name=taken", *FAST, f"paths.artifacts={art}")
+    r = run_cli("promote", "profile=smoke", "registry.name=taken", *FAST, f"paths.artifacts={art}")
     assert r.returncode == 2 and "registry.name=taken: already holds the models of study 'other'" in r.stderr
     assert not (art / "promote").exists()  # refused before any training
     # a study with no feasible trial
@@ -129,11 +129,11 @@ def test_bad_input_one_line_exit_2(searched, tmp_path):
     doc = json.loads(pj.read_text())
     doc["pareto"] = []
     pj.write_text(json.dumps(doc))
-    r = run_cli("promote", f"paths.artifacts={art}")
+    r = run_cli("promote", "profile=smoke", f"paths.artifacts={art}")
     assert r.returncode == 2 and "has no feasible trial to promote" in r.stderr
     for r in (r,):
         assert len([ln for ln in r.stderr.splitlines() if ln.strip()]) == 1 and "Traceback" not in r.stderr
-    r = run_cli("codegen", "promoted=all", f"paths.artifacts={tmp_path / 'none'}")
+    r = run_cli("codegen", "profile=smoke", "promoted=all", f"paths.artifacts={tmp_path / 'none'}")
     assert r.returncode == 2 and "promoted=all: the study" in r.stderr
 
 

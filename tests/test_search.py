@@ -16,7 +16,7 @@ from search.study import Budgets, Objective, pareto_trials
 from .conftest import ROOT, run_cli
 from .test_resources import device
 
-STUDY = "mnist-curie-ram15-lat1000"
+STUDY = "mnist-curie-ram15-lat1000-smoke"
 
 
 def _space():
@@ -124,13 +124,38 @@ def test_smoke_search_end_to_end_and_resume(tmp_path):
         assert run.data.tags["mlflow.parentRunId"] == doc["mlflow_parent_run_id"]
         assert run.data.metrics["ram_bytes"] == t.user_attrs["ram_bytes"]
         assert run.data.params["arch_hash"] == t.user_attrs["arch_hash"]
+        # an untrained (infeasible) trial has no accuracy in MLflow, rather than a 0 that sorts as a result
+        assert ("val_accuracy" in run.data.metrics) == bool(t.user_attrs["feasible"])
+        assert set(run.data.params) == {"arch_hash", "arch_desc", "input_mode", "n_blocks"}  # the table stays narrow
     assert (art / "search" / STUDY / "pareto.png").stat().st_size > 1000
     assert "<svg" in (art / "search" / STUDY / "pareto.html").read_text()
 
-    # the same command again with a larger total: resumes, keeps every trial, same parent run
+    # browsing: the UI opens the study's saved view (model-training view, its Pareto set, key metrics as
+    # columns); the experiment says it is a model-training one; the study names its objectives
+    import urllib.parse
+
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking)
+    exp = client.get_experiment_by_name("ebnn-search")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    view = json.loads(exp.tags[f"mlflow.sharedViewState.pareto-{STUDY}"])
+    state = json.loads(view["state"])
+    assert state["searchFilter"] == f"tags.study = '{STUDY}' and tags.pareto = 'true'"
+    assert state["selectedColumns"][:3] == ["metrics.`val_accuracy`", "metrics.`ram_bytes`", "metrics.`model_bytes`"]
+    shown = client.search_runs([exp.experiment_id], filter_string=state["searchFilter"])
+    assert sorted(int(r.data.tags["trial_number"]) for r in shown) == sorted(pareto_numbers)
+    url = next(w for w in r.stdout.split() if "viewStateShareKey=" in w)
+    q = urllib.parse.parse_qs(url.split("?", 1)[1])
+    assert q == {"workflowType": ["machine_learning"], "viewStateShareKey": [f"pareto-{STUDY}"]}
+    assert url.startswith(f"http://127.0.0.1:5000/#/experiments/{exp.experiment_id}/runs?")
+    assert f"optuna-dashboard sqlite:///{art}/search/optuna.db" in r.stdout
+    assert study.metric_names == ["val_accuracy", "ram_bytes", "latency_ms_est"]
+    parent = client.get_run(doc["mlflow_parent_run_id"])
+    assert parent.data.params["device.name"] == "curie" and len(parent.data.params) <= 15
+    assert "config.json" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+
+    # the same command again with a larger total: resumes, keeps every trial, same parent run
     first = client.get_run(doc["mlflow_parent_run_id"]).data.metrics
     assert first["search_seconds"] == first["invocation_seconds"] > 0
     before = {t.number: (t.values, t.params) for t in trials}
@@ -150,6 +175,11 @@ def test_smoke_search_end_to_end_and_resume(tmp_path):
     # and once more at the same total: nothing to do, nothing lost
     r = run_cli(*args, "n_trials=8")
     assert r.returncode == 0 and "running 0 more" in r.stdout
+    assert len(_load(art).trials) == 8
+    # another memory objective is another study: refused, nothing added
+    r = run_cli(*args, "n_trials=9", "objective_memory=model_bytes")
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and "objective_memory=model_bytes: the study" in lines[0], r.stderr
     assert len(_load(art).trials) == 8
 
 
@@ -265,6 +295,18 @@ def test_search_bad_input(tmp_path, args, needle):
     assert not (tmp_path / "search").exists()  # nothing started
 
 
+@pytest.mark.parametrize("stage", ["search", "promote", "codegen", "validate", "report"])
+def test_the_profile_names_the_study_in_every_stage(stage):
+    """The smoke and the default search never share a study (their trials are screened at different
+    fidelities), and every later stage finds the study from the same overrides."""
+    from pipeline.config import compose, resolved
+    from pipeline.search import study_name
+
+    assert study_name(resolved(compose(stage, ["ram_kb=15"]))) == "mnist-curie-ram15-lat1000"
+    assert study_name(resolved(compose(stage, ["ram_kb=15", "profile=smoke"]))) == STUDY
+    assert study_name(resolved(compose(stage, ["profile=smoke", "study_name=mine"]))) == "mine"
+
+
 def test_hydra_flags_after_the_search_stage():
     r = run_cli("search", "--cfg", "job", "ram_kb=8", "sampler=nsga2")
     assert r.returncode == 0, r.stderr
@@ -276,7 +318,7 @@ def test_other_samplers_run(tmp_path, sampler):
     r = run_cli("search", "profile=smoke", f"sampler={sampler}", "n_trials=3", "progress=false",
                 "device=cortex-m0", "latency_ms=20", f"paths.artifacts={tmp_path}")
     assert r.returncode == 0, r.stderr
-    doc = json.loads((tmp_path / "search" / "mnist-cortex-m0-ram16-lat20" / "pareto.json").read_text())
+    doc = json.loads((tmp_path / "search" / "mnist-cortex-m0-ram16-lat20-smoke" / "pareto.json").read_text())
     assert doc["n_trials"] == 3 and doc["budgets"]["latency_ms"] == 20
     for p in doc["pareto"]:
         assert p["metrics"]["ram_bytes"] <= 16 * 1024 and p["metrics"]["latency_ms_est"] <= 20

@@ -7,7 +7,6 @@ import os
 import pickle
 import shlex
 import subprocess
-import zipfile
 
 import numpy as np
 import pytest
@@ -147,9 +146,9 @@ def test_build_hint_is_shell_quoted(tmp_path, fm):
     r = run_cli("codegen", f"folded={p}", "device=host", f"out='{out}'")
     assert r.returncode == 0, r.stderr
     hint = next(ln for ln in r.stdout.splitlines() if ln.startswith("build: "))
-    assert hint == f"build: cd {shlex.quote(str(out))} && make && ./ebnn_example images.u8"
+    assert hint == f"build: cd {shlex.quote(str(out))} && make run"
     (tmp_path / "cwd").mkdir()
-    cmd = hint[len("build: "):].replace(" && make && ./ebnn_example images.u8", " && pwd")
+    cmd = hint[len("build: "):].replace(" && make run", " && pwd")
     got = subprocess.run(["bash", "-c", cmd], cwd=tmp_path / "cwd", capture_output=True, text=True, check=True)
     assert got.stdout.strip() == str(out) and not any(tmp_path.rglob("pwned"))
 

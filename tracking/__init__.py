@@ -1,5 +1,6 @@
-"""tracking: MLflow runs and the Model Registry, shared by the stages (promote today; the search's run
-tracking is to move here from search/tracking.py)."""
+"""tracking: MLflow, in one place: the store and experiments (client), a search's runs (runs: one parent
+run per study, one nested run per trial) and the Model Registry of promoted models (registry). Search,
+promote, validate and report all reach MLflow through here."""
 from .registry import Registry, RegistryError
 
 __all__ = ["Registry", "RegistryError"]

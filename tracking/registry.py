@@ -7,9 +7,10 @@ ArchSpec and the metrics under `model/`).
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
+
+from .client import experiment_id, quiet, save_view, ui_url
 
 
 class RegistryError(ValueError):
@@ -25,8 +26,7 @@ class Registry:
         from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
 
-        logging.getLogger("mlflow").setLevel(logging.WARNING)
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+        quiet()
         self.name, self.study = name, study
         try:
             self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
@@ -42,15 +42,17 @@ class Registry:
             elif model.tags.get("study") != study:
                 raise RegistryError(f"registry.name={name}: already holds the models of study "
                                     f"{model.tags.get('study')!r}, not {study!r}; choose another registry.name")
-            exp = self.client.get_experiment_by_name(experiment)
-            if exp is None:
-                artifact_root.mkdir(parents=True, exist_ok=True)
-                self.experiment_id = self.client.create_experiment(
-                    experiment, artifact_location=artifact_root.resolve().as_uri())
-            else:
-                self.experiment_id = exp.experiment_id
+            self.experiment_id = experiment_id(self.client, experiment, artifact_root)
+            self.view = save_view(self.client, self.experiment_id, f"promoted-{study}", f"{study}: promoted",
+                                  f"tags.study = '{study}' and tags.kind = 'promote'", "test_accuracy",
+                                  ["test_accuracy", "ram_bytes", "model_bytes", "flash_bytes", "latency_ms_est",
+                                   "disagreements", "train_seconds"], ["arch_desc"])
         except MlflowException as e:
             raise RegistryError(f"mlflow.tracking_uri={tracking_uri}: {str(e).splitlines()[0][:200]}") from None
+
+    def ui_url(self, host: str = "http://127.0.0.1:5000") -> str:
+        """The promoted models' runs in the MLflow UI (the saved view of this study)."""
+        return ui_url(self.experiment_id, host, self.view)
 
     def versions(self) -> dict[str, Any]:
         """The registered versions by ArchSpec hash."""

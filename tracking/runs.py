@@ -4,8 +4,8 @@ Runs are addressed by id through MlflowClient (no global active run), so a resum
 parent run (its id is kept in the study's user attributes) and a trial's run id is kept in the
 trial's user attributes from the moment the trial starts.
 
-Many workers: an SQL tracking store is created or migrated once (search.stores.open_mlflow_store,
-under a lock); the experiment is created by whichever worker gets there first; the parent run by the
+Many workers: an SQL tracking store is created or migrated once (tracking.client.open_store, under
+a lock); the experiment is created by whichever worker gets there first; the parent run by the
 worker that created the Optuna study (the others wait for its id). With a tracking server (http://)
 the server chooses where artifacts go. `close_stale` closes, as KILLED, every trial run still RUNNING
 whose trial is no longer running (a worker killed: Optuna's heartbeat failed its trial); the stage runs
@@ -14,7 +14,6 @@ it at start-up, whenever this process fails a stale trial, after each trial and 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import tempfile
 import time
@@ -23,21 +22,27 @@ from typing import Any
 
 import optuna
 
-from .interrupts import Interrupted
-from .study import TrialResult
+from search.interrupts import Interrupted
+from search.study import TrialResult
+
+from .client import experiment_id, open_store, quiet, save_view
 
 PARENT_ATTR = "mlflow_parent_run_id"
 RUN_ATTR = "mlflow_run_id"
 
 
 def _flat_params(result: TrialResult) -> dict[str, str]:
+    """A trial run's parameters: the architecture in a few columns (arch_desc says all of it, the
+    block-by-block form is the run's arch.json), so the UI's table keeps its metrics in view."""
     spec = result.spec
-    p = {"input_mode": spec.input_mode, "arch_hash": spec.short_hash(), "arch_desc": spec.describe(),
-         "n_blocks": str(len(spec.blocks))}
-    for i, b in enumerate(spec.blocks):
-        for k, v in b.__dict__.items():
-            p[f"b{i}_{k}"] = str(v)
-    return p
+    return {"input_mode": spec.input_mode, "arch_hash": spec.short_hash(), "arch_desc": spec.describe(),
+            "n_blocks": str(len(spec.blocks))}
+
+
+# The study's settings shown as the parent run's parameters; the whole resolved config is its config.json.
+PARENT_PARAMS = ("dataset.name", "device.name", "ram_kb", "latency_ms", "flash_kb", "objective_memory", "n_trials",
+                 "seed", "sampler.name", "profile_name", "screening.epochs", "screening.train_subset",
+                 "screening.val_subset")
 
 
 class Tracker:
@@ -46,31 +51,14 @@ class Tracker:
         """artifact_root: where a new experiment keeps artifacts (None: the tracking server decides).
         created: this process created the study, so it creates the parent run; others wait for it."""
         import mlflow
-        from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
 
-        from .stores import open_mlflow_store
-
-        logging.getLogger("mlflow").setLevel(logging.WARNING)
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+        quiet()
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # no "View run" per trial
-        open_mlflow_store(tracking_uri)
+        open_store(tracking_uri)
         mlflow.set_tracking_uri(tracking_uri)
         self.client = MlflowClient(tracking_uri=tracking_uri)
-        exp = self.client.get_experiment_by_name(experiment)
-        if exp is None:
-            try:
-                if artifact_root is not None:
-                    artifact_root.mkdir(parents=True, exist_ok=True)
-                exp_id = self.client.create_experiment(
-                    experiment, artifact_location=artifact_root.resolve().as_uri() if artifact_root else None)
-            except MlflowException:  # another worker created it just now
-                exp = self.client.get_experiment_by_name(experiment)
-                if exp is None:
-                    raise
-                exp_id = exp.experiment_id
-        else:
-            exp_id = exp.experiment_id
+        exp_id = experiment_id(self.client, experiment, artifact_root)
         self.experiment_id = exp_id
         self.study = study
         self.parent_id = self._parent(config, created, parent_wait_s)
@@ -104,8 +92,13 @@ class Tracker:
         rid = run.info.run_id
         self.study.set_user_attr(PARENT_ATTR, rid)
         flat = _flatten(config)
-        for k, v in list(flat.items())[:400]:
-            self.client.log_param(rid, k[:250], str(v)[:500])
+        for k in PARENT_PARAMS:
+            if k in flat:
+                self.client.log_param(rid, k, str(flat[k])[:500])
+        with tempfile.TemporaryDirectory() as tmp:
+            p = Path(tmp) / "config.json"
+            p.write_text(json.dumps(config, indent=1, sort_keys=True, default=str) + "\n")
+            self.client.log_artifact(rid, str(p))
         return rid
 
     # ---- per trial ---------------------------------------------------------------------------
@@ -120,7 +113,8 @@ class Tracker:
 
         rid = self._run_of(r.number)
         params = [Param(k, v) for k, v in _flat_params(r).items()]
-        metrics = [Metric(k, float(v), 0, 0) for k, v in r.metrics.items()]
+        metrics = [Metric(k, float(v), 0, 0) for k, v in r.metrics.items()
+                   if r.feasible or k != "val_accuracy"]  # an infeasible trial has no accuracy, not 0
         metrics += [Metric(f"violation_{k}", float(v), 0, 0) for k, v in r.violations.items()]
         tags = [RunTag("feasible", str(r.feasible).lower()), RunTag("pareto", "false"),
                 RunTag("trained", str(r.trained).lower())]
@@ -174,6 +168,16 @@ class Tracker:
         self.client.set_terminated(self.parent_id, status)
 
     # ---- end of a search --------------------------------------------------------------------
+    def save_views(self) -> str:
+        """The study's saved views of the runs table: `pareto-<study>` (its Pareto set) and `trials-<study>`
+        (every trial); returns the first's key (tracking.client.ui_url opens it)."""
+        name = self.study.study_name
+        cols = ["val_accuracy", "ram_bytes", "model_bytes", "flash_bytes", "latency_ms_est", "train_seconds"]
+        save_view(self.client, self.experiment_id, f"trials-{name}", f"{name}: trials",
+                  f"tags.study = '{name}' and tags.kind = 'trial'", "val_accuracy", cols, ["arch_desc"])
+        return save_view(self.client, self.experiment_id, f"pareto-{name}", f"{name}: Pareto set",
+                         f"tags.study = '{name}' and tags.pareto = 'true'", "val_accuracy", cols, ["arch_desc"])
+
     def finish(self, pareto_numbers: set[int], files: list[Path], summary: dict[str, float]) -> None:
         for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
             rid = t.user_attrs.get(RUN_ATTR)
@@ -185,6 +189,7 @@ class Tracker:
 
         now = int(time.time() * 1000)  # a resumed study's figures replace the last invocation's
         self.client.log_batch(self.parent_id, metrics=[Metric(k, float(v), now, 0) for k, v in summary.items()])
+        self.view = self.save_views()
         self.close_stale()
         self.client.set_terminated(self.parent_id, "FINISHED")
 
