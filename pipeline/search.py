@@ -28,6 +28,7 @@ from .errors import UserError
 from reports.tables import print_table
 
 FEASIBILITY_SAMPLES = 3000
+MAX_TRIALS_FACTOR = 4  # max_trials: null bounds every trial, repeats included, at 4 x n_trials
 
 
 def _budgets(d: dict):
@@ -158,6 +159,12 @@ def _prepare(cfg, guard) -> dict:
     budgets = _budgets(d)
     name = study_name(d)  # before any work: it names a folder
     n_trials = positive_int(d, "n_trials")
+    max_trials = positive_int(d, "max_trials", allow_none=True)
+    if max_trials is None:
+        max_trials = MAX_TRIALS_FACTOR * n_trials
+    elif max_trials < n_trials:
+        raise UserError(f"max_trials={max_trials}: must be at least n_trials={n_trials} (it bounds every trial, "
+                        "repeats of an evaluated ArchSpec included)")
     timeout = positive_number(d, "timeout", allow_none=True)
     seed = d.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -226,7 +233,8 @@ def _prepare(cfg, guard) -> dict:
     holder["tracker"] = tracker
     out = artifacts / "search" / name
     out.mkdir(parents=True, exist_ok=True)
-    return {"d": d, "dev": dev, "budgets": budgets, "name": name, "n_trials": n_trials, "timeout": timeout,
+    return {"d": d, "dev": dev, "budgets": budgets, "name": name, "n_trials": n_trials, "max_trials": max_trials,
+            "timeout": timeout,
             "seed": seed, "scr": scr, "space": space, "ds": ds, "input_shape": input_shape, "classes": classes,
             "splits": splits, "study": study, "tracker": tracker, "out": out, "storage": storage,
             "tracking": tracking, "storage_shown": shown(storage), "tracking_shown": shown(tracking),
@@ -240,7 +248,7 @@ def _run(job: dict, guard) -> dict:
     from ebnn_core.folded import fold
     from ebnn_core.training import train as fit
     from search.interrupts import Interrupted
-    from search.study import Objective, budget_counts, completed, feasible, pareto_trials, run_worker
+    from search.study import Objective, budget_counts, completed, feasible, is_repeat, pareto_trials, run_worker
 
     d, name, study, tracker, out = job["d"], job["name"], job["study"], job["tracker"], job["out"]
     scr, ds, seed, splits, n_trials = job["scr"], job["ds"], job["seed"], job["splits"], job["n_trials"]
@@ -255,32 +263,35 @@ def _run(job: dict, guard) -> dict:
         return {**info, "folded_path": str(path)}
 
     stale = tracker.close_stale()
-    done_before, running = budget_counts(study)
-    remaining = max(0, n_trials - done_before)
-    print(f"study {name}: {done_before} trials done, running {remaining} more "
-          f"(storage {job['storage_shown']}, MLflow {job['tracking_shown']})"
-          + (f"; {running} running in other workers" if running and remaining else "")
+    before = budget_counts(study)
+    remaining = max(0, n_trials - before.done)
+    print(f"study {name}: {before.done} trials done"
+          + (f" (+{before.repeats} repeats of an evaluated ArchSpec, not counted)" if before.repeats else "")
+          + f", running {remaining} more (storage {job['storage_shown']}, MLflow {job['tracking_shown']})"
+          + (f"; {before.running} running in other workers" if before.running and remaining else "")
           + (f"; {stale} interrupted trial runs closed" if stale else ""), flush=True)
 
-    clock = {"start": time.perf_counter(), "done": 0}
+    clock = {"start": time.perf_counter(), "new": 0}
 
     def progress(study_) -> str:
         """'k of N done, ETA ..., best feasible ...': the study's total, whoever ran the trials."""
         complete = study_.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        k = len(complete)
-        per = (time.perf_counter() - clock["start"]) / max(clock["done"], 1)
+        k = sum(1 for t in complete if not is_repeat(t))
+        per = (time.perf_counter() - clock["start"]) / max(clock["new"], 1)  # repeats cost next to nothing
         eta = max(0, n_trials - k) * per
         feas = [t for t in complete if t.user_attrs.get("feasible")]
         best = max(feas, key=lambda t: t.values[0], default=None)
         best_s = (f"best feasible {best.values[0]:.4f} (trial {best.number}, {best.user_attrs.get('ram_bytes')} B)"
                   if best else "no feasible trial yet")
-        return f"{k} of {n_trials} done, ETA {eta / 60:.1f} min, {best_s}"
+        reps = len(complete) - k
+        return f"{k} of {n_trials} done{f' (+{reps} repeats)' if reps else ''}, ETA {eta / 60:.1f} min, {best_s}"
 
     def report(study_, trial) -> None:
         if trial.state == optuna.trial.TrialState.COMPLETE:
-            clock["done"] += 1
             ua = trial.user_attrs
-            how = ("infeasible, not trained" if not ua.get("feasible") else
+            clock["new"] += 0 if is_repeat(trial) else 1
+            how = (f"repeat of trial {ua['repeat_of']}, infeasible" if not ua.get("feasible") and is_repeat(trial) else
+                   "infeasible, not trained" if not ua.get("feasible") else
                    f"reused trial {ua['reused_from']}" if "reused_from" in ua else f"trained {ua.get('train_seconds', 0):.1f}s")
             acc = f"acc {trial.values[0]:.4f}" if ua.get("feasible") else "not trained"
             print(f"trial {trial.number:>3}  {ua.get('arch_desc', ''):<40} {acc}  "
@@ -302,11 +313,11 @@ def _run(job: dict, guard) -> dict:
     objective = Objective(job["space"], job["input_shape"], job["classes"], job["dev"], job["budgets"],
                           d["objective_memory"], train_fn, on_start=tracker.on_start, on_result=tracker.on_result,
                           on_fail=tracker.on_fail, memory_fn=job["memory_fn"], n_trials=n_trials, guard=guard,
-                          on_train=on_train, on_wait=on_wait_spec)
+                          on_train=on_train, on_wait=on_wait_spec, max_trials=job["max_trials"])
     t0 = time.perf_counter()
     try:
         run_worker(study, objective, n_trials, timeout=job["timeout"], guard=guard, callbacks=[report],
-                   on_wait=on_wait_slots)
+                   on_wait=on_wait_slots, max_trials=job["max_trials"])
     except Interrupted as e:
         try:
             tracker.close_parent("KILLED")
@@ -315,6 +326,11 @@ def _run(job: dict, guard) -> dict:
         e.detail = (e.detail + "; " if e.detail else "") + "the same command resumes the study"
         raise
     seconds = time.perf_counter() - t0
+    after = budget_counts(study)
+    if after.done < n_trials and after.all_done >= job["max_trials"]:
+        print(f"stopped at max_trials={job['max_trials']}: {after.repeats} of the trials repeated an ArchSpec "
+              f"already evaluated, {after.done} of n_trials={n_trials} are new (the sampler may have exhausted "
+              "the space; widen it or raise max_trials)", flush=True)
     # the whole study's time, not this invocation's: every invocation (and worker) adds its own
     total_seconds = float(study.user_attrs.get("search_seconds", 0.0)) + seconds
     study.set_user_attr("search_seconds", total_seconds)
@@ -324,6 +340,7 @@ def _run(job: dict, guard) -> dict:
     try:  # the finish phase: a signal here also closes the parent run as KILLED
         with guard.raising():
             trials = [trial_record(t) for t in completed(study)]
+            n_new = sum(1 for t in completed(study) if not is_repeat(t))
             feas = [trial_record(t) for t in completed(study) if feasible(t)]
             pareto = [trial_record(t) for t in pareto_trials(study)]
             from ebnn_core.paper import rows as paper_rows
@@ -343,12 +360,13 @@ def _run(job: dict, guard) -> dict:
                    "mlflow_parent_run_id": tracker.parent_id, "objectives": ["val_accuracy", d["objective_memory"], "latency_ms_est"],
                    "budgets": {"ram_bytes": budgets.ram_bytes, "flash_bytes": budgets.flash_bytes,
                                "latency_ms": budgets.latency_ms},
-                   "device": dev.name, "dataset": ds["name"], "n_trials": len(trials), "n_feasible": len(feas),
-                   "pareto": pareto}
+                   "device": dev.name, "dataset": ds["name"], "n_trials": n_new, "n_repeats": len(trials) - n_new,
+                   "n_feasible": len(feas), "pareto": pareto}
             pj = _write_atomic(out / "pareto.json", json.dumps(doc, indent=2) + "\n")
             files.append(pj)
             tracker.finish({t["number"] for t in pareto}, files,
-                           {"n_trials": len(trials), "n_feasible": len(feas), "n_pareto": len(pareto),
+                           {"n_trials": n_new, "n_repeats": len(trials) - n_new, "n_feasible": len(feas),
+                            "n_pareto": len(pareto),
                             "best_val_accuracy": max((t["metrics"]["val_accuracy"] for t in feas), default=0.0),
                             "search_seconds": total_seconds, "invocation_seconds": seconds,
                             "study_span_seconds": span})

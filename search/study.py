@@ -6,17 +6,22 @@ to its budget (feasible when <= 0): RAM, flash, latency. An infeasible candidate
 memory and latency models alone and never trained. A candidate whose ArchSpec hash an earlier complete
 trial already trained reuses that result.
 
-`n_trials` is the study's total over every worker and every run: `run_worker` runs trials until the
-storage holds `n_trials` COMPLETE ones. Many workers may share one study (one RDB storage); two claims
-keep them exact:
+`n_trials` is the study's total over every worker and every run, counted in ArchSpecs evaluated:
+`run_worker` runs trials until the storage holds `n_trials` COMPLETE trials that are not repeats. A
+repeat (user attribute `repeat_of`: the earlier COMPLETE trial of the same ArchSpec hash) is answered
+from the record in milliseconds and costs no budget; `max_trials` (every trial, repeats included)
+bounds a sampler that keeps proposing what it has seen. Many workers may share one study (one RDB
+storage); two claims keep them exact:
 
 - The budget. Trial creation is serialised by Optuna (the study row is locked while a trial number is
   assigned), so every trial sees all trials numbered below it. Before anything else a trial counts the
-  COMPLETE trials plus the RUNNING trials numbered below it; when that reaches `n_trials` the budget is
-  spoken for and the trial is PRUNED at once (user attribute `budget=taken`, no parameters, no MLflow
-  run). So the trials that go on number at most `n_trials` minus those already complete: the highest
-  numbered of them saw every other one RUNNING or COMPLETE. A worker that finds the free slots all held
-  by RUNNING trials of other workers waits (they may still fail) and stops when the study is full.
+  COMPLETE trials plus the RUNNING trials numbered below it, leaving out those known to be repeats (a
+  RUNNING trial counts until it is known); when that reaches `n_trials` (or all of them `max_trials`)
+  the budget is spoken for and the trial is PRUNED at once (user attribute `budget=taken`, no
+  parameters, no MLflow run). So the trials that go on number at most `n_trials` minus those already
+  complete: the highest numbered of them saw every other one RUNNING or COMPLETE. A worker that finds
+  the free slots all held by RUNNING trials of other workers waits (they may still fail, or turn out to
+  be repeats) and stops when the study is full.
 - The ArchSpec. A trial writes its decision (user attribute `claim`: the ArchSpec hash when it is
   feasible, "" when not) before it looks at others; it trains only when no lower-numbered RUNNING trial
   is undecided or claims the same hash, and no COMPLETE trial trained it. Otherwise it waits and then
@@ -51,6 +56,7 @@ HEARTBEAT_S = 10
 GRACE_S = 30
 POLL_S = 2.0
 CLAIM_ATTR = "claim"
+REPEAT_ATTR = "repeat_of"  # a trial of an ArchSpec an earlier COMPLETE trial evaluated: no budget used
 WORKER = f"{socket.gethostname()}:{os.getpid()}"  # user attribute `worker` of each trial
 
 
@@ -172,31 +178,52 @@ def fail_stale(study: optuna.Study) -> None:
         optuna.storages.fail_stale_trials(study)
 
 
-def budget_counts(study: optuna.Study) -> tuple[int, int]:
-    """(COMPLETE, RUNNING) trials, read in one query."""
+def is_repeat(t: optuna.trial.FrozenTrial) -> bool:
+    return t.user_attrs.get(REPEAT_ATTR) is not None
+
+
+@dataclass(frozen=True)
+class Counts:
+    """A study's trials, read in one query: `done` COMPLETE and `running` RUNNING ones that are not
+    repeats (they use up n_trials; a RUNNING trial counts until it is known to repeat), `repeats`
+    COMPLETE repeats, and every COMPLETE and RUNNING trial (`all_done`, `all_running`: max_trials)."""
+    done: int
+    running: int
+    repeats: int
+    all_done: int
+    all_running: int
+
+
+def budget_counts(study: optuna.Study) -> Counts:
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
-    done = sum(1 for t in trials if t.state == TrialState.COMPLETE)
-    return done, len(trials) - done
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    running = [t for t in trials if t.state == TrialState.RUNNING]
+    repeats = sum(1 for t in complete if is_repeat(t))
+    return Counts(len(complete) - repeats, sum(1 for t in running if not is_repeat(t)), repeats,
+                  len(complete), len(running))
 
 
 def run_worker(study: optuna.Study, objective: Callable, n_trials: int, timeout: float | None = None,
                guard: SignalGuard | None = None, callbacks: Sequence[Callable] = (),
-               on_wait: Callable[[int], None] | None = None, poll_s: float = POLL_S) -> int:
-    """One worker: trials until the study holds `n_trials` COMPLETE (or `timeout` seconds passed, checked
-    between trials). While the free slots are all held by other workers' RUNNING trials it waits
-    (`on_wait(held)` once per wait). Returns how many trials this worker ran."""
+               on_wait: Callable[[int], None] | None = None, poll_s: float = POLL_S,
+               max_trials: int | None = None) -> int:
+    """One worker: trials until the study holds `n_trials` COMPLETE trials that are not repeats, or
+    `max_trials` COMPLETE trials of any kind (or `timeout` seconds passed, checked between trials).
+    While the free slots are all held by other workers' RUNNING trials it waits (`on_wait(held)` once
+    per wait). Returns how many trials this worker ran."""
     guard = guard or NoGuard()
     t0 = time.monotonic()
     ran, waiting = 0, False
     while True:
         guard.check()
         fail_stale(study)
-        done, running = budget_counts(study)
-        if done >= n_trials or (timeout is not None and time.monotonic() - t0 >= timeout):
+        c = budget_counts(study)
+        if (c.done >= n_trials or (max_trials is not None and c.all_done >= max_trials)
+                or (timeout is not None and time.monotonic() - t0 >= timeout)):
             return ran
-        if done + running >= n_trials:
+        if c.done + c.running >= n_trials or (max_trials is not None and c.all_done + c.all_running >= max_trials):
             if not waiting and on_wait:
-                on_wait(n_trials - done)
+                on_wait(n_trials - c.done)
             waiting = True
             with guard.raising():
                 time.sleep(poll_s)
@@ -235,10 +262,12 @@ class Objective:
                  memory_fn: Callable[[ArchSpec, Device], MemoryReport] = memory_plan,
                  n_trials: int | None = None, guard: SignalGuard | None = None,
                  on_train: Callable[[optuna.trial.Trial, ArchSpec], None] | None = None,
-                 on_wait: Callable[[optuna.trial.Trial, str], None] | None = None, poll_s: float = POLL_S):
+                 on_wait: Callable[[optuna.trial.Trial, str], None] | None = None, poll_s: float = POLL_S,
+                 max_trials: int | None = None):
         """memory_fn(spec, device): the memory model; the stage passes one whose stack figure is the
         compiled inference's (validation.stack), tried only when static RAM alone fits the budget.
-        n_trials: the study's total (the budget claim; None: no claim). guard: signals (training and
+        n_trials: the study's total of trials that are not repeats (the budget claim; None: no claim);
+        max_trials: of every trial, repeats included (None: no bound). guard: signals (training and
         waits are the places where an interrupt raises at once). on_train(trial, spec) just before
         training; on_wait(trial, why) when the trial waits for another trial's training."""
         if objective_memory not in MEMORY_OBJECTIVES:
@@ -247,7 +276,7 @@ class Objective:
         self.device, self.budgets, self.objective_memory = device, budgets, objective_memory
         self.train_fn, self.on_start, self.on_result, self.on_fail = train_fn, on_start, on_result, on_fail
         self.memory_fn = memory_fn
-        self.n_trials, self.guard = n_trials, guard or NoGuard()
+        self.n_trials, self.max_trials, self.guard = n_trials, max_trials, guard or NoGuard()
         self.on_train, self.on_wait, self.poll_s = on_train, on_wait, poll_s
 
     def __call__(self, trial: optuna.trial.Trial) -> tuple[float, float, float]:
@@ -272,14 +301,24 @@ class Objective:
             raise
 
     def _claim_slot(self, trial: optuna.trial.Trial) -> None:
-        """The budget claim (module doc): PRUNED when COMPLETE + lower RUNNING trials fill n_trials."""
+        """The budget claim (module doc): PRUNED when COMPLETE + lower RUNNING trials that are not repeats
+        fill n_trials, or all of them max_trials."""
         if self.n_trials is None:
             return
         trials = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
-        held = sum(1 for t in trials if t.state == TrialState.COMPLETE or t.number < trial.number)
-        if held >= self.n_trials:
+        lower = [t for t in trials if t.state == TrialState.COMPLETE or t.number < trial.number]
+        held = sum(1 for t in lower if not is_repeat(t))
+        if held >= self.n_trials or (self.max_trials is not None and len(lower) >= self.max_trials):
             trial.set_user_attr("budget", "taken")
             raise optuna.TrialPruned(f"the study's {self.n_trials} trials are complete or running elsewhere")
+
+    @staticmethod
+    def _complete_with(trial: optuna.trial.Trial, arch_hash: str, trained: bool) -> optuna.trial.FrozenTrial | None:
+        """The first COMPLETE trial of this ArchSpec (that trained it, when `trained`), or None."""
+        for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if t.user_attrs.get("arch_hash") == arch_hash and (t.user_attrs.get("trained") or not trained):
+                return t
+        return None
 
     def _wait_for_spec(self, trial: optuna.trial.Trial, arch_hash: str) -> optuna.trial.FrozenTrial | None:
         """The ArchSpec claim (module doc): a COMPLETE trial that trained arch_hash, or None when this
@@ -331,11 +370,18 @@ class Objective:
             self.on_start(trial)
         result = TrialResult(trial.number, spec, metrics, viol, ok, dict(trial.params))
         if not ok:
+            seen = self._complete_with(trial, spec.short_hash(), trained=False)
+            if seen is not None:  # scored before: a repeat, no budget used
+                trial.set_user_attr(REPEAT_ATTR, seen.number)
             metrics["val_accuracy"] = 0.0
             metrics["scoring_ms"] = (time.perf_counter() - t0) * 1000
         else:
-            prior = self._wait_for_spec(trial, spec.short_hash())
+            prior = self._complete_with(trial, spec.short_hash(), trained=True)
+            if prior is not None:  # said at once, so other workers' budget claims see it
+                trial.set_user_attr(REPEAT_ATTR, prior.number)
+            prior = prior or self._wait_for_spec(trial, spec.short_hash())
             if prior is not None:
+                trial.set_user_attr(REPEAT_ATTR, prior.number)
                 result.reused_from = prior.number
                 for k in ("val_accuracy", "train_seconds"):
                     metrics[k] = float(prior.user_attrs.get(k, 0.0))

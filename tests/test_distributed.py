@@ -18,7 +18,7 @@ import pytest
 from optuna.trial import TrialState
 
 from search.servers import MlflowServer, PostgresServer
-from search.study import Budgets, Objective, open_study, pareto_trials, run_worker
+from search.study import Budgets, Objective, is_repeat, open_study, pareto_trials, run_worker
 
 from .conftest import ROOT, run_cli
 from .test_resources import device
@@ -31,10 +31,11 @@ SMALL_SPACE = {"conv_blocks": [0, 0], "dense_blocks": [0, 1], "units": [16, 32],
 
 def test_workers_in_threads_keep_the_total_and_never_train_one_archspec_twice(tmp_path):
     """4 workers (threads, each with its own storage connection) on one SQLite study of a space with only 6
-    ArchSpecs: exactly n_trials COMPLETE, each ArchSpec trained once, never two trainings of one ArchSpec at
-    the same time, the others reuse the result."""
+    ArchSpecs, n_trials=6, max_trials=14: never more than n_trials new ArchSpecs nor max_trials trials, the
+    study full by one of the two, each ArchSpec trained once, never two trainings of one ArchSpec at the
+    same time, the repeats reuse the result."""
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
-    n_trials = 14
+    n_trials, max_trials = 6, 14
     lock = threading.Lock()
     trainings: list[tuple[str, float, float]] = []
 
@@ -53,11 +54,14 @@ def test_workers_in_threads_keep_the_total_and_never_train_one_archspec_twice(tm
         try:
             study, _ = open_study("threads", url, make_sampler({"name": "random"}, i))
             obj = Objective(SMALL_SPACE, (1, 28, 28), 10, device("curie"), Budgets(64 * 1024, None, None),
-                            "ram_bytes", train_fn, n_trials=n_trials, poll_s=0.1)
-            run_worker(study, obj, n_trials, poll_s=0.1)
+                            "ram_bytes", train_fn, n_trials=n_trials, poll_s=0.1, max_trials=max_trials)
+            run_worker(study, obj, n_trials, poll_s=0.1, max_trials=max_trials)
         except BaseException as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
+    first, _ = open_study("threads", url, make_sampler({"name": "random"}, 0))
+    for _ in range(4):  # the first four trials, one per thread, propose one ArchSpec: three must wait and reuse
+        first.enqueue_trial({"conv_blocks": 0, "dense_blocks": 0, "input_mode": "binary"})
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
     for t in threads:
         t.start()
@@ -68,7 +72,10 @@ def test_workers_in_threads_keep_the_total_and_never_train_one_archspec_twice(tm
     trials = study.trials
     assert [t.number for t in trials] == list(range(len(trials)))
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert len(complete) == n_trials
+    new = [t for t in complete if not is_repeat(t)]
+    assert len(new) <= n_trials and len(complete) <= max_trials
+    assert len(new) == n_trials or len(complete) == max_trials
+    assert len({t.user_attrs["arch_hash"] for t in new}) == len(new)
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     for t in trials:
         if t.state == TrialState.PRUNED:  # lost the race for the last slots: never sampled, never trained
@@ -81,7 +88,7 @@ def test_workers_in_threads_keep_the_total_and_never_train_one_archspec_twice(tm
         if not t.user_attrs.get("trained"):
             assert study.trials[t.user_attrs["reused_from"]].user_attrs["arch_hash"] == t.user_attrs["arch_hash"]
     assert len({t.user_attrs["worker"] for t in complete}) == 1  # threads share a process id
-    assert len(trained) < n_trials  # the small space made repeats, so the claims were exercised
+    assert len(complete) >= len(trained) + 3  # the enqueued repeats (at least): the claims were exercised
 
 
 def test_simultaneous_starts_on_fresh_sqlite_stores(tmp_path):
@@ -191,7 +198,7 @@ def test_three_workers_on_postgresql_one_killed(tmp_path, servers):
     # the last slot) keep theirs; COMPLETE ones are what n_trials counts
     assert sorted(states) == list(range(len(trials)))
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert len(complete) == n_trials
+    assert sum(not is_repeat(t) for t in complete) == n_trials
     assert set(states.values()) <= {TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED}
     assert len({t.user_attrs["worker"] for t in complete}) >= 2  # the work was shared
     trained = [t.user_attrs["arch_hash"] for t in complete if t.user_attrs.get("trained")]

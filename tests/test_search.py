@@ -11,7 +11,7 @@ import pytest
 
 from ebnn_core import ArchSpec
 from search.space import RandomChooser, SmallestChooser, suggest_arch
-from search.study import Budgets, Objective, pareto_trials
+from search.study import Budgets, Objective, is_repeat, pareto_trials
 
 from .conftest import ROOT, run_cli
 from .test_resources import device
@@ -36,6 +36,41 @@ def test_every_suggestion_is_a_valid_archspec():
     assert len(seen) > 400  # the space is large: few repeats
     small = suggest_arch(SmallestChooser(), space, (1, 28, 28), 10)
     assert small.blocks == ()
+
+
+def test_a_repeated_archspec_does_not_use_up_n_trials(tmp_path):
+    """Two ArchSpecs in the space: n_trials=2 ends with both evaluated (each trained once), every other
+    trial a repeat answered from the record; n_trials=3 cannot be reached and stops at max_trials."""
+    from search.study import budget_counts, is_repeat, run_worker
+
+    calls = []
+
+    def train_fn(spec):
+        calls.append(spec.short_hash())
+        return {"val_accuracy": 0.5, "train_seconds": 0.1}
+
+    space = dict(_space(), conv_blocks=[0, 0], dense_blocks=[0, 0], input_mode=["binary", "uint8"])
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"], storage=storage,
+                                sampler=optuna.samplers.RandomSampler(seed=3))
+    obj = Objective(space, (1, 28, 28), 10, device("curie"), Budgets(15 * 1024, None, None), "ram_bytes", train_fn,
+                    n_trials=2, max_trials=40)
+    run_worker(study, obj, 2, max_trials=40, poll_s=0.01)
+    c = budget_counts(study)
+    assert c.done == 2 and len(set(calls)) == len(calls) == 2
+    firsts = [t for t in study.trials if not is_repeat(t)]
+    assert len({t.user_attrs["arch_hash"] for t in firsts}) == 2
+    for t in study.trials:
+        if is_repeat(t):
+            first = study.trials[t.user_attrs["repeat_of"]]
+            assert first.user_attrs["arch_hash"] == t.user_attrs["arch_hash"] and not is_repeat(first)
+            assert t.values == first.values and "trained" not in t.user_attrs
+    assert c.repeats == len(study.trials) - 2
+    obj3 = Objective(space, (1, 28, 28), 10, device("curie"), Budgets(15 * 1024, None, None), "ram_bytes", train_fn,
+                     n_trials=3, max_trials=len(study.trials) + 5)
+    run_worker(study, obj3, 3, max_trials=obj3.max_trials, poll_s=0.01)
+    c = budget_counts(study)
+    assert c.done == 2 and c.all_done == obj3.max_trials and len(calls) == 2
 
 
 def test_budgets_relative_violations():
@@ -89,15 +124,17 @@ def test_smoke_search_end_to_end_and_resume(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "val_accuracy" in r.stdout  # the Pareto table
     # study-level progress after each trial: k of N, an ETA, the best feasible point so far
-    lines = [ln for ln in r.stdout.splitlines() if " of 6 done, ETA " in ln]
-    assert len(lines) == 6 and "1 of 6 done" in lines[0] and "6 of 6 done" in lines[-1], r.stdout
+    lines = [ln for ln in r.stdout.splitlines() if " of 6 done" in ln and ", ETA " in ln]
+    assert "1 of 6 done" in lines[0] and "6 of 6 done" in lines[-1], r.stdout
     assert all("best feasible" in ln or "no feasible trial yet" in ln for ln in lines)
     study = _load(art)
     for t in study.trials:  # an infeasible trial says "not trained", not "acc 0.0000"
         line = next(ln for ln in lines if ln.startswith(f"trial {t.number:>3} "))
         assert ("not trained" in line) == (not t.user_attrs["feasible"]), line
     trials = study.trials
-    assert len(trials) == 6 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert len(lines) == len(trials)  # one line per trial, repeats included
+    assert sum(not is_repeat(t) for t in trials) == 6 and all(t.state == optuna.trial.TrialState.COMPLETE
+                                                              for t in trials)
     budget = 15 * 1024
     for t in trials:
         ua = t.user_attrs
@@ -163,10 +200,10 @@ def test_smoke_search_end_to_end_and_resume(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "6 trials done, running 2 more" in r.stdout
     study = _load(art)
-    assert len(study.trials) == 8
-    for t in study.trials[:6]:
+    assert sum(not is_repeat(t) for t in study.trials) == 8
+    for t in study.trials[:len(trials)]:
         assert (t.values, t.params) == before[t.number]
-    assert len(_mlflow_trial_runs(tracking)) == 8
+    assert len(_mlflow_trial_runs(tracking)) == len(study.trials)
     doc2 = json.loads((art / "search" / STUDY / "pareto.json").read_text())
     assert doc2["mlflow_parent_run_id"] == doc["mlflow_parent_run_id"]
     second = client.get_run(doc["mlflow_parent_run_id"]).data.metrics  # the whole study, not the last call
@@ -175,12 +212,12 @@ def test_smoke_search_end_to_end_and_resume(tmp_path):
     # and once more at the same total: nothing to do, nothing lost
     r = run_cli(*args, "n_trials=8")
     assert r.returncode == 0 and "running 0 more" in r.stdout
-    assert len(_load(art).trials) == 8
+    assert len(_load(art).trials) == len(study.trials)
     # another memory objective is another study: refused, nothing added
     r = run_cli(*args, "n_trials=9", "objective_memory=model_bytes")
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode == 2 and len(lines) == 1 and "objective_memory=model_bytes: the study" in lines[0], r.stderr
-    assert len(_load(art).trials) == 8
+    assert len(_load(art).trials) == len(study.trials)
 
 
 def _mlflow_runs(tracking_uri: str, kind: str):
@@ -282,6 +319,7 @@ def test_search_bad_places_before_any_work(tmp_path, case):
     (["latency_ms=0.01"], "latency_ms=0.01: no candidate of the search space fits"),
     (["sampler=nosuch"], "sampler=nosuch: no such sampler"),
     (["objective_memory=stack"], "objective_memory=stack: choose one of"),
+    (["n_trials=10", "max_trials=5"], "max_trials=5: must be at least n_trials=10"),
     (["n_trials=0"], "n_trials=0: must be a positive integer"),
     (["space.filters=[]"], "space.filters=[]: must be a non-empty list"),
     (["ram_kb=100000", "space.conv_blocks=[3,3]", "space.filters=[512]", "space.stride=[1]", "space.padding=[1]", "space.pool=[0]",
