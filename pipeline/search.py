@@ -244,9 +244,7 @@ def _prepare(cfg, guard) -> dict:
 def _run(job: dict, guard) -> dict:
     import optuna
 
-    from ebnn_core.data import ImageDataModule
-    from ebnn_core.folded import fold
-    from ebnn_core.training import train as fit
+    from ebnn_core.training import fit_fold_score
     from search.interrupts import Interrupted
     from search.study import Objective, budget_counts, completed, feasible, is_repeat, pareto_trials, run_worker
 
@@ -254,11 +252,12 @@ def _run(job: dict, guard) -> dict:
     scr, ds, seed, splits, n_trials = job["scr"], job["ds"], job["seed"], job["splits"], job["n_trials"]
 
     def train_fn(spec) -> dict:
-        dm = ImageDataModule(splits, batch_size=scr["batch_size"], val_size=ds["val_size"], seed=seed,
-                             train_subset=scr.get("train_subset"), val_subset=scr.get("val_subset"))
-        model, info = fit(spec, dm, epochs=scr["epochs"], lr=float(scr["lr"]), seed=seed,
-                          progress=bool(d.get("progress", True)))
-        path = fold(model, meta={"study": name, "fidelity": "screening", "dataset": ds["name"]}).save(
+        folded, info = fit_fold_score(spec, splits, epochs=scr["epochs"], batch_size=scr["batch_size"],
+                                      lr=float(scr["lr"]), seed=seed, val_size=ds["val_size"],
+                                      train_subset=scr.get("train_subset"), val_subset=scr.get("val_subset"),
+                                      meta={"study": name, "fidelity": "screening", "dataset": ds["name"]},
+                                      progress=bool(d.get("progress", True)), score_test=False)
+        path = folded.save(
             out / "trials" / spec.short_hash() / "folded.npz")
         return {**info, "folded_path": str(path)}
 
