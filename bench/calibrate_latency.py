@@ -2,7 +2,7 @@
 conf/device/<device>.yaml (`cycles:`), and report the worst relative error on the presets and on a set of
 random ArchSpecs held out of the fit.
 
-    .venv/bin/python bench/calibrate_latency.py --devices avr cortex-m0 cortex-m4 curie --fit 25 --held-out 10
+    .venv/bin/python bench/calibrate_latency.py --devices avr cortex-m0 cortex-m4 curie --fit 140 --held-out 40
 
 Per device, each ArchSpec (the 8 presets of conf/arch/ plus random ones of the search space,
 conf/space/default.yaml, on MNIST's 28x28 input, within the device's RAM budget or 16 KB) gets seeded
@@ -16,7 +16,9 @@ random weights (ebnn_core.testing.randomize + fold), its C library generated and
 Then the constants of ebnn_core.resources.COST_KEYS are fitted by non-negative least squares on the
 relative error (each row divided by its measured cycles) over the presets and the `--fit` random specs;
 the `--held-out` random specs are not used in the fit. Measurements are cached by content under
-~/.cache/ebnn-automl/latency, so a rerun only fits (--no-write: print, leave the device files alone).
+~/.cache/ebnn-automl/latency, keyed on what the measurement depends on (the generated library's C and
+headers, the harness and measuring code of validation/, the toolchain, the RAM budget, the images, the
+seed), so a rerun only fits (--no-write: print, leave the device files alone).
 """
 from __future__ import annotations
 
@@ -79,12 +81,27 @@ def random_specs(seed: int, count: int, device: Device, exclude: set[str]) -> li
     return out
 
 
-def _digest() -> str:
+# What determines a measurement besides the generated library (hashed per spec in measure()): the harness
+# the library is linked with, how it is built and run, and how the trace is turned into cycles. Not the
+# code generator or its templates as files: a change there that does not change the generated C (a
+# Makefile template, a comment in generate.py) must not throw the cache away, one that does changes the C.
+MEASURE_FILES = ("validation/build.py", "validation/run.py", "validation/count.py", "validation/cycles.py")
+
+
+def _tools_digest() -> str:
     h = hashlib.sha256()
-    for p in sorted((ROOT / "c_runtime").glob("*")) + sorted((ROOT / "codegen" / "templates").glob("*.j2")):
-        h.update(p.name.encode() + p.read_bytes())
-    for p in ("codegen/generate.py", "validation/cycles.py", "validation/count.py"):
-        h.update((ROOT / p).read_bytes())
+    for p in [*(ROOT / f for f in MEASURE_FILES), *sorted((ROOT / "validation" / "harness").glob("*"))]:
+        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _library_digest(lib: Path) -> str:
+    """The generated library's C and headers (what is compiled; not main.c, the Makefile or the sketch)."""
+    from codegen.generate import LIBRARY_FILES
+
+    h = hashlib.sha256()
+    for name in sorted(LIBRARY_FILES):
+        h.update(name.encode() + b"\0" + (lib / name).read_bytes() + b"\0")
     return h.hexdigest()
 
 
@@ -98,23 +115,24 @@ def _folded(spec: ArchSpec, seed: int):
 
 def measure(spec: ArchSpec, device: Device, images: np.ndarray, seed: int = 0) -> dict:
     """Cycles per inference (mean over the images) of the spec with seeded random weights on the device."""
-    key = hashlib.sha256(json.dumps([_digest(), spec.to_json(), device.name, device.toolchain,
-                                     device.word_bits, seed, images.tobytes().hex()[:64], len(images)]).encode())
-    path = CACHE / f"{key.hexdigest()[:24]}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
     from codegen import generate
     from validation.build import build_image
     from validation.cycles import core_of, trace_cycles
 
     fm = _folded(spec, seed)
-    t0 = time.time()
+    mem = memory_plan(spec, device)
+    allowance = 2048 if device.word_bits <= 16 else 4096
+    budget = mem.ram_bytes - mem.stack_bytes + allowance
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        lib = generate(fm, device, work / "lib")
-        mem = memory_plan(spec, device)
-        allowance = 2048 if device.word_bits <= 16 else 4096
-        budget = mem.ram_bytes - mem.stack_bytes + allowance
+        t0 = time.time()
+        lib = generate(fm, device, work / "lib")  # milliseconds; the cache is keyed on its C
+        key = hashlib.sha256(json.dumps([
+            _library_digest(lib), _tools_digest(), device.name, device.toolchain, device.word_bits, budget, allowance,
+            seed, hashlib.sha256(images.tobytes()).hexdigest(), list(images.shape)]).encode())
+        path = CACHE / f"{key.hexdigest()[:24]}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
         try:
             img = build_image(lib, device, work / "img", budget, allowance)
         except BuildError:
@@ -208,8 +226,8 @@ def write_cycles(device: str, consts: dict[str, float], command: str, summary: s
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--devices", nargs="+", default=["avr", "cortex-m0", "cortex-m4", "curie"])
-    ap.add_argument("--fit", type=int, default=60, help="random ArchSpecs in the fit")
-    ap.add_argument("--held-out", type=int, default=15, help="random ArchSpecs held out of the fit")
+    ap.add_argument("--fit", type=int, default=140, help="random ArchSpecs in the fit")
+    ap.add_argument("--held-out", type=int, default=40, help="random ArchSpecs held out of the fit")
     ap.add_argument("--images", type=int, default=2, help="MNIST test images per measurement")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-write", action="store_true", help="print only; leave conf/device/*.yaml alone")

@@ -37,13 +37,15 @@ PARAMS_IN = ("ram", "flash")
 OP_KEYS = ("pixel_add", "xnor_word", "compare", "pool_op", "output")  # OpCounts (generic work, bench/)
 # The latency model's cost terms, one per thing the C kernels spend time on (latency_terms); the device
 # file's `cycles:` section gives the cycles of each (fitted by bench/calibrate_latency.py).
-COST_KEYS = ("inference", "pack_pixel", "pass",
+COST_KEYS = ("inference", "pack_pixel", "pass", "clear_word",
              "lane_window", "lane_tap", "lane_madd", "lane_word",
              "table_window", "table_tap", "table_chunk", "table_entry", "table_lookup", "table_filter",
              "table_wide_tap",
              "bit_window", "window_word", "bit_filter", "xnor_word", "xnor_border_word",
              "border_window", "bit_store", "pool_read",
-             "dense_table", "dense_lookup", "pixel_output", "dense_word", "dense_long_word", "output")
+             "dense_table", "dense_lookup", "pixel_output", "dense_word", "dense_long_word", "output",
+             "bit_bound", "table_border_tap", "bit_border_row", "pool_window", "table_acc_spill", "xnor_nibble",
+             "dense_var_lookup", "table_reg_lookup", "table_pair_entry", "table_pair_lookup")
 CYCLE_KEYS = COST_KEYS
 
 
@@ -362,22 +364,30 @@ def total_ops(spec: ArchSpec) -> OpCounts:
 #   window (lane_window) every tap inside the input is loaded and summed once (lane_tap) and
 #   multiply-added into each lane word (lane_madd), then each lane word compared at once (lane_word);
 # - otherwise signed subset-sum tables (ebnn_pixel_conv_fire): per window (table_window) its taps loaded
-#   (table_tap), per chunk of up to 4 taps of a kernel row (table_chunk) a table of 2^len entries (table_entry), one
-#   lookup per chunk and filter (table_lookup) and a threshold compare per filter (table_filter);
+#   (table_tap), per chunk of up to 4 taps of a kernel row (table_chunk) a table of 2^len entries
+#   (table_entry), one lookup per chunk and filter (table_lookup) and a threshold compare per filter
+#   (table_filter); a chunk of at most 2 taps (K = 2 on one channel) has a 4-entry table the compiler
+#   keeps in registers (table_pair_entry, table_pair_lookup); on 8-bit cores a pass of at most 4 filters
+#   keeps its accumulators in registers (table_reg_lookup), above 8 filters they spill on every core
+#   (table_acc_spill: lookups beyond the 8th filter); a border window checks every tap (table_border_tap);
 # - binary conv (ebnn_bit_conv_fire): per window (bit_window) the K rows copied into a cleared buffer
-#   (window_word: words cleared and copied; a border window copies its valid rows and sets a mask),
-#   then per filter (bit_filter) an XNOR-popcount over the window's words (xnor_word; masked on border
-#   windows: xnor_border_word);
+#   (window_word: words cleared and copied; a border window copies its valid rows and sets a mask, a loop
+#   over its rows: bit_border_row), then per filter (bit_filter) an XNOR-popcount over the window's words
+#   (xnor_word; masked on border windows: xnor_border_word; a window of at most 4 bits, K = 2 on one
+#   channel, lets the compiler fold the popcount: xnor_nibble); the pass first turns each threshold into
+#   a mismatch bound (bit_bound);
 # - a window reaching into the padding takes the bounds-checked variant (border_window, every path);
 #   pooling by fusion: recompute calls a window for every pool window covering it (no early exit by
-#   default, EBNN_POOL_EARLY_EXIT: constant time); rowbuffer/unfused compute each needed
-#   conv position once, store its bits (bit_store) and OR them back (pool_read); every output position
-#   of a pass is one more bit_store;
+#   default, EBNN_POOL_EARLY_EXIT: constant time; pool_window: the loop over them); rowbuffer/unfused
+#   compute each needed conv position once, store its bits (bit_store) and OR them back (pool_read);
+#   every output position of a pass is one more bit_store;
 # - dense on raw pixels (ebnn_pixel_dense_sums): per pass and 4 pixels a 16-entry table (dense_table),
-#   then one lookup per output (dense_lookup), and each output (pixel_output); dense on bits: words *
-#   outputs (dense_word; dense_long_word again for rows of more than 32 words, which the compiler does
-#   not unroll whole) and each output (output); the classifier is a dense layer of `classes` outputs;
-#   passes of EBNN_CONV_PASS filters/outputs (pass: 32, 8 on cores of at most 16 bits);
+#   then one lookup per output (dense_lookup; dense_var_lookup when the outputs per pass are not a
+#   compile-time constant: 4 passes and more), and each output (pixel_output); dense on
+#   bits: words * outputs (dense_word; dense_long_word again for rows of more than 32 words, which the
+#   compiler does not unroll whole) and each output (output); the classifier is a dense layer of `classes`
+#   outputs; passes of EBNN_CONV_PASS filters/outputs (pass: 32, 8 on cores of at most 16 bits);
+# - every conv and dense block clears its packed output first (clear_word: its words);
 # - a binary-mode input packs C*H*W pixels (pack_pixel); one fixed cost per inference (inference).
 
 def conv_pass_size(device: Device, spec: ArchSpec | None = None) -> int:
@@ -466,6 +476,7 @@ def _conv_terms(spec: ArchSpec, ls: LayerShape, device: Device, t: dict[str, flo
     valid = np.outer(vy, vx) * c  # taps inside the input per window
     fw = words_for(taps)
     m = _conv_calls(ls)
+    t["clear_word"] += words_for(f * ho * wo)
     for n in pass_sizes(f, conv_pass_size(device, spec)):
         calls = float(m.sum())
         bcalls = float((m * border).sum())
@@ -484,20 +495,36 @@ def _conv_terms(spec: ArchSpec, ls: LayerShape, device: Device, t: dict[str, flo
                 t["table_tap"] += loaded
                 t["table_chunk"] += calls * k * len(lens)
                 t["table_wide_tap"] += loaded if kc > 4 else 0.0  # rows of more than one chunk
-                t["table_entry"] += calls * k * sum(2 ** ln for ln in lens)
-                t["table_lookup"] += calls * k * len(lens) * n
+                # a chunk of at most 2 taps: its 4-entry table can live in registers (no indexed loads)
+                small = sum(1 for ln in lens if ln <= 2)
+                t["table_entry"] += calls * k * sum(2 ** ln for ln in lens if ln > 2)
+                t["table_pair_entry"] += calls * k * sum(2 ** ln for ln in lens if ln <= 2)
+                t["table_pair_lookup"] += calls * k * small * n
+                # 8-bit cores (no lanes there, so few-filter passes take the tables): at most 4 filters keep
+                # their accumulators in registers through the window
+                few = n <= 4 and device.word_bits <= 16
+                t["table_reg_lookup" if few else "table_lookup"] += calls * k * (len(lens) - small) * n
                 t["table_filter"] += calls * n
+                t["table_border_tap"] += bcalls * taps
+                t["table_acc_spill"] += calls * k * len(lens) * max(0, n - 8)
         else:
             row_words = np.array([words_for(v * c) for v in vx])
             gather = np.where(interior, k * words_for(kc), 2 * np.outer(vy, row_words)) + fw  # + clearing
             t["bit_window"] += calls
             t["window_word"] += float((m * gather).sum())
             t["bit_filter"] += calls * n
-            t["xnor_word"] += (calls - bcalls) * n * fw
+            if taps <= 4:  # a window of at most 4 bits: the popcount folds to a few instructions
+                t["xnor_nibble"] += (calls - bcalls) * n
+            else:
+                t["xnor_word"] += (calls - bcalls) * n * fw
             t["xnor_border_word"] += bcalls * n * fw
+            t["bit_bound"] += n
+            t["bit_border_row"] += float((m * border * np.outer(vy, np.ones_like(vx))).sum())
         if b.pool and b.fusion != "recompute":
             t["bit_store"] += float((m > 0).sum())  # conv bits put into the scratch rows
             t["pool_read"] += ho * wo * b.pool * b.pool
+        if b.pool and b.fusion == "recompute":
+            t["pool_window"] += ho * wo * b.pool * b.pool
         t["bit_store"] += ho * wo
 
 
@@ -505,12 +532,20 @@ def _dense_terms(spec: ArchSpec, ls: LayerShape, device: Device, t: dict[str, fl
     n_in = ls.in_size
     u = ls.out_shape[0]
     on_pixels = ls.index == 0 and spec.input_mode == "uint8"
-    for n in pass_sizes(u, conv_pass_size(device, spec)):
+    p = conv_pass_size(device, spec)
+    passes = pass_sizes(u, p)
+    # 4 passes and more: the compiler keeps the pass loop and the outputs per pass are no longer a constant
+    # in the lookups (up to 3 passes of whole groups it folds them: avr-gcc -Os, u8-D8..D24 against
+    # u8-D32..D48; a shorter last pass is slower too, u8-D12 > u8-D16 on AVR, but is not priced here so
+    # that the estimate stays monotone in the outputs)
+    var_n = len(passes) >= 4
+    t["clear_word"] += words_for(u) if ls.block is not None else 0
+    for n in passes:
         t["pass"] += 1
         if on_pixels:
             nq = -(-n_in // 4)
             t["dense_table"] += nq
-            t["dense_lookup"] += nq * n
+            t["dense_var_lookup" if var_n else "dense_lookup"] += nq * n
             t["pixel_output"] += n
         else:
             t["dense_word"] += n * words_for(n_in)

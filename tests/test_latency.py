@@ -127,3 +127,31 @@ def test_trace_cycle_tables():
     assert trace_cycles(c, "lakemont") == 9 + 1
     assert arm_cycles("ldrne", "cortex-m4") == 2 and arm_cycles("bl", "cortex-m0") == 2
     assert arm_cycles("bls", "cortex-m0") == 1 and arm_cycles("muls", "cortex-m0") == 1
+
+
+def test_calibration_cache_key_follows_the_generated_c(tmp_path):
+    """bench/calibrate_latency.py keys its measurements on the generated library's C and headers: other
+    weights change the C (a miss), the device's fitted cycles or a non-library file do not."""
+    import importlib.util
+    from pathlib import Path
+
+    from codegen import generate
+    from ebnn_core.folded import fold
+    from ebnn_core.nn import BNN
+    from ebnn_core.testing import randomize
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "calibrate_latency.py"
+    spec_ = importlib.util.spec_from_file_location("calibrate_latency", path)
+    cal = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(cal)
+    dev = device("cortex-m4")
+    spec = ArchSpec((1, 8, 8), 2, (ConvBlock(4, 3), DenseBlock(8)))
+    lib = generate(fold(randomize(BNN(spec), 0)), dev, tmp_path / "a")
+    key = cal._library_digest(lib)
+    other = dataclasses.replace(dev, cycles={k: 2 * v for k, v in dev.cycles.items()})
+    assert cal._library_digest(generate(fold(randomize(BNN(spec), 0)), other, tmp_path / "b")) == key
+    (lib / "Makefile").write_text("# edited\n")
+    assert cal._library_digest(lib) == key
+    assert cal._library_digest(generate(fold(randomize(BNN(spec), 1)), dev, tmp_path / "c")) != key
+    (lib / "ebnn_kernels.h").write_text((lib / "ebnn_kernels.h").read_text() + "\n/* changed */\n")
+    assert cal._library_digest(lib) != key
