@@ -223,6 +223,23 @@ def write_cycles(device: str, consts: dict[str, float], command: str, summary: s
     path.write_text("\n".join(head + body) + "\n")
 
 
+def _check_set(args, dev: Device, images: np.ndarray, pre: dict, drawn: list[ArchSpec], consts: dict
+               ) -> list[tuple[str, float]]:
+    """(label, estimate/measured - 1) on `--check` random specs from `--check-seed`, none of them a preset or
+    a spec the fit could have drawn: a second held-out set, judged with the constants just fitted."""
+    excl = {s.short_hash() for s in pre.values()} | {s.short_hash() for s in drawn}
+    out: list[tuple[str, float]] = []
+    for spec in random_specs(args.check_seed, 3 * args.check, dev, excl):
+        if len(out) == args.check:
+            break
+        try:
+            m = measure(spec, dev, images, args.seed)
+        except BuildError:
+            continue
+        out.append((f"check-{len(out)}", predict(latency_terms(spec, dev), consts) / m["cycles"] - 1.0))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--devices", nargs="+", default=["avr", "cortex-m0", "cortex-m4", "curie"])
@@ -230,18 +247,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--held-out", type=int, default=40, help="random ArchSpecs held out of the fit")
     ap.add_argument("--images", type=int, default=2, help="MNIST test images per measurement")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--check", type=int, default=25,
+                    help="a second held-out set: random ArchSpecs from another chooser seed, never in the fit")
+    ap.add_argument("--check-seed", type=int, default=7777)
     ap.add_argument("--no-write", action="store_true", help="print only; leave conf/device/*.yaml alone")
     ap.add_argument("--objective", choices=["lsq", "minimax"], default="lsq",
                     help="lsq: least squares on relative errors; minimax: smallest worst error on the fit set (overfits: tried, worse held out)")
     args = ap.parse_args(argv)
     command = "bench/calibrate_latency.py " + " ".join(
         ["--devices", *args.devices, "--fit", str(args.fit), "--held-out", str(args.held_out),
-         "--images", str(args.images), "--seed", str(args.seed), "--objective", args.objective])
+         "--images", str(args.images), "--seed", str(args.seed), "--objective", args.objective,
+         "--check", str(args.check), "--check-seed", str(args.check_seed)])
     from ebnn_core.data import load_mnist
 
     images = load_mnist().test_x[:args.images]
     pre = presets()
-    worst: dict[str, tuple[float, float]] = {}
+    worst: dict[str, tuple[float, float, float]] = {}
     for name in args.devices:
         dev = load_device(name)
         specs = random_specs(args.seed + 1, 2 * (args.fit + args.held_out), dev,
@@ -276,19 +297,24 @@ def main(argv: list[str] | None = None) -> int:
         pre_err, fit_err, held_err = worst_of(errs[:n_pre], 1), worst_of(errs[:n_fit], 1), worst_of(errs[n_fit:], 1)
         for label, e in errs:
             print(f"  {name:10s} {label:14s} estimate/measured - 1 = {e:+.3f}")
+        check = _check_set(args, dev, images, pre, specs, consts)
+        check_err = worst_of(check, 1)
+        for label, e in check:
+            print(f"  {name:10s} {label:14s} estimate/measured - 1 = {e:+.3f}")
         print(f"{name}: worst |error| of the estimate: presets {pre_err:.3f}, fit set {fit_err:.3f}, "
-              f"held-out {held_err:.3f}")
+              f"held-out {held_err:.3f}, check set {check_err:.3f}")
         print(f"{name}: constants {json.dumps({k: v for k, v in consts.items()})}", flush=True)
-        worst[name] = (pre_err, held_err)
+        worst[name] = (pre_err, held_err, check_err)
         if not args.no_write:
             src = ("simavr exact cycles (atmega1284p when static RAM exceeds the 2 KB part)" if name == "avr"
                    else measure(results[0][1], dev, images, args.seed)["source"])
             summary = (f"({src}; {n_pre} presets + {args.fit} random specs; worst |error| presets "
-                       f"{pre_err:.1%}, {len(held)} held-out random specs {held_err:.1%})")
+                       f"{pre_err:.1%}, {len(held)} held-out random specs {held_err:.1%}, {len(check)} check-set specs "
+                       f"{check_err:.1%})")
             write_cycles(name, consts, command, summary)
-    print("\nworst relative error per device (presets, held-out random ArchSpecs):")
-    for name, (p, h) in worst.items():
-        print(f"  {name:10s} presets {p:6.1%}   held-out {h:6.1%}")
+    print("\nworst relative error per device (presets, held-out random ArchSpecs, check set):")
+    for name, (p, h, c) in worst.items():
+        print(f"  {name:10s} presets {p:6.1%}   held-out {h:6.1%}   check {c:6.1%}")
     return 0
 
 
