@@ -29,6 +29,7 @@ SMALL_SPACE = {"conv_blocks": [0, 0], "dense_blocks": [0, 1], "units": [16, 32],
                "fusion": ["recompute"]}
 
 
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # PartialFixedSampler
 def test_workers_in_threads_keep_the_total_and_never_train_one_archspec_twice(tmp_path):
     """4 workers (threads, each with its own storage connection) on one SQLite study of a space with only 6
     ArchSpecs, n_trials=6, max_trials=14: never more than n_trials new ArchSpecs nor max_trials trials, the
@@ -52,16 +53,17 @@ def test_workers_in_threads_keep_the_total_and_never_train_one_archspec_twice(tm
 
     def worker(i):
         try:
-            study, _ = open_study("threads", url, make_sampler({"name": "random"}, i))
+            sampler = make_sampler({"name": "random"}, i)
+            if i < 2:  # two workers propose one ArchSpec every time: repeats, and waits on one another, for sure
+                sampler = optuna.samplers.PartialFixedSampler(
+                    {"conv_blocks": 0, "dense_blocks": 0, "input_mode": "binary"}, sampler)
+            study, _ = open_study("threads", url, sampler)
             obj = Objective(SMALL_SPACE, (1, 28, 28), 10, device("curie"), Budgets(64 * 1024, None, None),
                             "ram_bytes", train_fn, n_trials=n_trials, poll_s=0.1, max_trials=max_trials)
             run_worker(study, obj, n_trials, poll_s=0.1, max_trials=max_trials)
         except BaseException as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
-    first, _ = open_study("threads", url, make_sampler({"name": "random"}, 0))
-    for _ in range(4):  # the first four trials, one per thread, propose one ArchSpec: three must wait and reuse
-        first.enqueue_trial({"conv_blocks": 0, "dense_blocks": 0, "input_mode": "binary"})
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
     for t in threads:
         t.start()
@@ -88,7 +90,7 @@ def test_workers_in_threads_keep_the_total_and_never_train_one_archspec_twice(tm
         if not t.user_attrs.get("trained"):
             assert study.trials[t.user_attrs["reused_from"]].user_attrs["arch_hash"] == t.user_attrs["arch_hash"]
     assert len({t.user_attrs["worker"] for t in complete}) == 1  # threads share a process id
-    assert len(complete) >= len(trained) + 3  # the enqueued repeats (at least): the claims were exercised
+    assert len(complete) > len(trained)  # the fixed workers' repeats: the claims were exercised
 
 
 def test_simultaneous_starts_on_fresh_sqlite_stores(tmp_path):
