@@ -82,7 +82,7 @@ def promote(cfg) -> dict:
     from tracking.registry import Registry, RegistryError
 
     try:
-        reg = Registry(tracking, d["mlflow"]["experiment"], arts / "mlartifacts", registry, name)
+        reg = Registry(tracking, d["mlflow"]["experiment"], arts / "mlartifacts", registry, name, dev.name)
     except RegistryError as e:
         raise UserError(str(e)) from None
 

@@ -203,7 +203,7 @@ def _log_mlflow(d: dict, run_id: str | None, tracking_uri: str | None, path: Pat
         for k in ("total_measured", "stack_measured", "static_measured"):
             if k in r.get("ram", {}):
                 metrics[f"validate.{name}.ram_{k}"] = r["ram"][k]
-        for k in ("cycles_measured", "instructions_per_inference", "latency_ms_measured"):
+        for k in ("cycles_measured", "instructions_per_inference", "latency_ms_measured", "latency_ms_from_trace"):
             if k in r.get("latency", {}):
                 metrics[f"validate.{name}.{k}"] = r["latency"][k]
     attach(uri, run_id, [path], artifact_path="validation", metrics=metrics,

@@ -60,6 +60,14 @@ def test_promote_registers_every_pareto_model_and_reruns_train_nothing(searched,
         files = {f.path for f in client.list_artifacts(v.run_id, "model")}
         assert {"model/folded.npz", "model/arch.json", "model/metrics.json"} <= files
         assert v.tags["device"] == "curie" and float(v.tags["test_accuracy"]) > 0.3 and int(v.tags["ram_bytes"]) > 0
+    # the printed link opens the study's saved view of the promoted runs, the device's validation columns in it
+    exp = client.get_experiment_by_name("ebnn-promote")
+    state = json.loads(json.loads(exp.tags[f"mlflow.sharedViewState.promoted-{STUDY}"])["state"])
+    assert "metrics.`test_accuracy`" in state["selectedColumns"]
+    assert "metrics.`validate.curie.ram_total_measured`" in state["selectedColumns"]
+    shown = client.search_runs([exp.experiment_id], filter_string=state["searchFilter"])
+    assert sorted(r_.data.tags["arch_hash"] for r_ in shown) == sorted(m["arch_hash"] for m in doc["models"])
+    assert f"viewStateShareKey=promoted-{STUDY}" in r.stdout and "workflowType=machine_learning" in r.stdout
     stamps = {p: p.stat().st_mtime_ns for p in (art / "promote" / STUDY).glob("*/folded.npz")}
     r = run_cli("promote", "profile=smoke", *FAST, f"paths.artifacts={art}")
     assert r.returncode == 0 and r.stdout.count("reused") == len(doc["models"]) and "training" not in r.stdout

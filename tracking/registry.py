@@ -22,7 +22,9 @@ def _number(v) -> bool:
 
 
 class Registry:
-    def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path, name: str, study: str):
+    def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path, name: str, study: str,
+                 device: str | None = None):
+        """device: the study's device; the saved view shows its validation figures beside the model's."""
         from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
 
@@ -46,6 +48,8 @@ class Registry:
             self.view = save_view(self.client, self.experiment_id, f"promoted-{study}", f"{study}: promoted",
                                   f"tags.study = '{study}' and tags.kind = 'promote'", "test_accuracy",
                                   ["test_accuracy", "ram_bytes", "model_bytes", "flash_bytes", "latency_ms_est",
+                                   *([f"validate.{device}.ram_total_measured", f"validate.{device}.latency_ms_measured",
+                                      f"validate.{device}.latency_ms_from_trace"] if device else []),
                                    "disagreements", "train_seconds"], ["arch_desc"])
         except MlflowException as e:
             raise RegistryError(f"mlflow.tracking_uri={tracking_uri}: {str(e).splitlines()[0][:200]}") from None
