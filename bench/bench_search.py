@@ -1,6 +1,6 @@
 """Search benchmarks, each against a baseline measured in the same run.
 
-    .venv/bin/python bench/bench_search.py [--trials 30] [--screen-trials 4]
+    .venv/bin/python bench/bench_search.py [--trials 30] [--screen-trials 4] [--parts 1,2,3]
 
 1. The cost of an infeasible trial (scored by the memory and latency models, never trained) against
    the cost of a feasible trial trained at the default profile's screening fidelity; and the trials per
@@ -8,6 +8,10 @@
 2. The hypervolume of the feasible Pareto front found by the default sampler (TPE) against random
    sampling, at the same trial budget and seed, with smoke-profile training. Objectives are normalised
    to [0, 1] (1 - accuracy, ram_bytes / budget, latency / budget) and the reference point is (1, 1, 1).
+3. Repeats: the default sampler at `--trials` n_trials with a repeat of an evaluated ArchSpec not
+   counted (today's rule, max_trials 4 x n_trials) against counted (the rule before: max_trials =
+   n_trials, every trial uses the budget), same seed, smoke fidelity: hypervolume, wall time and
+   hypervolume per hour.
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ from ebnn_core.data import ImageDataModule, load_splits  # noqa: E402
 from ebnn_core.training import train  # noqa: E402
 from pipeline.config import compose, device, resolved  # noqa: E402
 from pipeline.search import _budgets  # noqa: E402
-from search.study import Objective, feasible  # noqa: E402
+from search.study import Objective, feasible, is_repeat, run_worker  # noqa: E402
 
 
 def hypervolume(points: np.ndarray, ref: np.ndarray) -> float:
@@ -74,12 +78,52 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=30, help="trial budget per sampler for the hypervolume")
     ap.add_argument("--screen-trials", type=int, default=4, help="feasible trials timed at default fidelity")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--parts", default="1,2,3", help="which benchmarks to run (comma-separated)")
     args = ap.parse_args()
+    parts = {int(p) for p in args.parts.split(",")}
     optuna.logging.set_verbosity(optuna.logging.ERROR)
 
     d_default = resolved(compose("search", []))
     splits = load_splits(d_default["dataset"])
 
+    if 1 in parts:
+        trial_costs(args, d_default, splits)
+    if 2 in parts:
+        samplers(args, splits)
+    if 3 in parts:
+        repeats(args, splits)
+
+
+def _front(st, budgets) -> tuple[float, float, int]:
+    """(hypervolume, best val accuracy, feasible trials) of a study's feasible trials, normalised."""
+    pts = np.array([[1 - t.values[0], t.values[1] / budgets.ram_bytes, t.values[2] / budgets.latency_ms]
+                    for t in st.trials if t.values and feasible(t)])
+    best = max((t.values[0] for t in st.trials if t.values and feasible(t)), default=0.0)
+    return (hypervolume(pts, np.ones(3)) if len(pts) else 0.0), best, len(pts)
+
+
+def repeats(args, splits) -> None:
+    d_smoke = resolved(compose("search", ["profile=smoke"]))
+    res = {}
+    for name, max_trials in (("counted", args.trials), ("not counted", 4 * args.trials)):
+        obj, budgets = objective_for(d_smoke, splits, d_smoke["screening"], args.seed)
+        obj.n_trials, obj.max_trials = args.trials, max_trials
+        st = optuna.create_study(directions=["maximize", "minimize", "minimize"],
+                                 sampler=optuna.samplers.TPESampler(seed=args.seed, n_startup_trials=10))
+        t0 = time.perf_counter()
+        run_worker(st, obj, args.trials, max_trials=max_trials, poll_s=0.01)
+        secs = time.perf_counter() - t0
+        hv, best, n_feas = _front(st, budgets)
+        reps = sum(1 for t in st.trials if is_repeat(t))
+        res[name] = (hv, secs)
+        print(f"repeats {name:>11}: {len(st.trials)} trials ({reps} repeats), hypervolume {hv:.4f}, best val "
+              f"accuracy {best:.4f}, {secs:.0f} s, hypervolume per hour {hv / secs * 3600:.2f}")
+    (hv_n, s_n), (hv_c, s_c) = res["not counted"], res["counted"]
+    print(f"hypervolume ratio not counted / counted = {hv_n / max(hv_c, 1e-12):.3f}; per hour "
+          f"{(hv_n / s_n) / max(hv_c / s_c, 1e-12):.3f}")
+
+
+def trial_costs(args, d_default, splits) -> None:
     # 1. infeasible vs feasible trial cost at the default fidelity
     d_tight = resolved(compose("search", ["ram_kb=1.2"]))  # hardly anything fits: most trials infeasible
     obj, _ = objective_for(d_tight, splits, d_tight["screening"], args.seed)
@@ -109,6 +153,7 @@ def main() -> None:
     print(f"trials per hour at default fidelity on this machine: {3600 / (feas_ms / 1000):.0f} (feasible), "
           f"{3600 / (inf_ms / 1000):.0f} (infeasible)")
 
+def samplers(args, splits) -> None:
     # 2. hypervolume: TPE (default) vs random, same budget, smoke fidelity
     d_smoke = resolved(compose("search", ["profile=smoke"]))
     results = {}
@@ -118,12 +163,9 @@ def main() -> None:
         st = optuna.create_study(directions=["maximize", "minimize", "minimize"], sampler=sampler)
         t0 = time.perf_counter()
         st.optimize(obj, n_trials=args.trials)
-        pts = np.array([[1 - t.values[0], t.values[1] / budgets.ram_bytes, t.values[2] / budgets.latency_ms]
-                        for t in st.trials if t.values and feasible(t)])
-        hv = hypervolume(pts, np.ones(3)) if len(pts) else 0.0
-        best = max((t.values[0] for t in st.trials if t.values and feasible(t)), default=0.0)
+        hv, best, n_feas = _front(st, budgets)
         results[name] = hv
-        print(f"{name:>6}: hypervolume {hv:.4f}, best val accuracy {best:.4f}, {len(pts)} feasible of "
+        print(f"{name:>6}: hypervolume {hv:.4f}, best val accuracy {best:.4f}, {n_feas} feasible of "
               f"{args.trials}, {time.perf_counter() - t0:.0f} s")
     print(f"hypervolume ratio tpe/random = {results['tpe'] / max(results['random'], 1e-12):.3f} "
           f"(> 1: the default sampler finds a better front)")
