@@ -48,7 +48,33 @@ def _stop_group(proc: subprocess.Popen, sig: int, wait_s: float = 20) -> None:
         proc.wait(timeout=10)
 
 
-class PostgresServer:
+class _Server:
+    """A server child process in its own process group: `stop()` ends it with STOP_SIGNAL and removes the
+    scratch folder it made (`_scratch`); usable as a context manager around `start()`."""
+    STOP_SIGNAL = signal.SIGTERM
+    proc: subprocess.Popen | None = None
+    _scratch: Path | None = None
+
+    def start(self):
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop_group(self.proc, self.STOP_SIGNAL)
+            self.proc = None
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class PostgresServer(_Server):
+    STOP_SIGNAL = signal.SIGINT  # PostgreSQL's fast shutdown
     def __init__(self, database: str = "optuna"):
         self.database = database
         self.port = 0
@@ -65,7 +91,7 @@ class PostgresServer:
 
     def start(self, timeout: float = 60) -> "PostgresServer":
         root = os.geteuid() == 0
-        self.base = Path(tempfile.mkdtemp(prefix="ebnn-pg-"))
+        self.base = self._scratch = Path(tempfile.mkdtemp(prefix="ebnn-pg-"))
         data = self.base / "data"
         kw: dict = {}
         if root:
@@ -103,22 +129,9 @@ class PostgresServer:
         conn.close()
         return self
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            _stop_group(self.proc, signal.SIGINT)  # SIGINT: PostgreSQL's fast shutdown
-            self.proc = None
-        if self.base is not None:
-            shutil.rmtree(self.base, ignore_errors=True)
-            self.base = None
-
-    def __enter__(self) -> "PostgresServer":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
-class MlflowServer:
+class MlflowServer(_Server):
     """`mlflow server --workers 1` (MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false: 2 processes) on 127.0.0.1,
     its own SQLite store and artifact folder under `folder`."""
 
@@ -133,8 +146,8 @@ class MlflowServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 120) -> "MlflowServer":
-        if self.folder is None:
-            self.folder = Path(tempfile.mkdtemp(prefix="ebnn-mlflow-"))
+        if self._own_folder:  # a fresh scratch folder per start, removed by stop()
+            self.folder = self._scratch = Path(tempfile.mkdtemp(prefix="ebnn-mlflow-"))
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         mlflow = Path(sys.executable).parent / "mlflow"
@@ -159,16 +172,3 @@ class MlflowServer:
                 raise RuntimeError("the MLflow server did not start")
             time.sleep(0.5)
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            _stop_group(self.proc, signal.SIGTERM)
-            self.proc = None
-        if self._own_folder and self.folder is not None:
-            shutil.rmtree(self.folder, ignore_errors=True)
-            self.folder = None
-
-    def __enter__(self) -> "MlflowServer":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
