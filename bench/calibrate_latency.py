@@ -2,7 +2,7 @@
 conf/device/<device>.yaml (`cycles:`), and report the worst relative error on the presets and on a set of
 random ArchSpecs held out of the fit.
 
-    .venv/bin/python bench/calibrate_latency.py --devices avr cortex-m0 cortex-m4 curie --fit 140 --held-out 40
+    .venv/bin/python bench/calibrate_latency.py --devices avr cortex-m0 cortex-m4 curie --fit 140 --held-out 200
 
 Per device, each ArchSpec (the 8 presets of conf/arch/ plus random ones of the search space,
 conf/space/default.yaml, on MNIST's 28x28 input, within the device's RAM budget or 16 KB) gets seeded
@@ -23,12 +23,9 @@ seed), so a rerun only fits (--no-write: print, leave the device files alone).
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import hashlib
 import json
+import math
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +38,6 @@ from ebnn_core import ArchSpec, Device, memory_plan, total_ops  # noqa: E402
 from ebnn_core.resources import COST_KEYS, latency_terms  # noqa: E402
 from validation.build import BuildError  # noqa: E402
 
-CACHE = Path.home() / ".cache" / "ebnn-automl" / "latency"
 INPUT_SHAPE, CLASSES = (1, 28, 28), 10
 MAX_OPS = 2_500_000  # random specs above this many generic ops are skipped: emulation time
 
@@ -81,89 +77,12 @@ def random_specs(seed: int, count: int, device: Device, exclude: set[str]) -> li
     return out
 
 
-# What determines a measurement besides the generated library (hashed per spec in measure()): the harness
-# the library is linked with, how it is built and run, and how the trace is turned into cycles. Not the
-# code generator or its templates as files: a change there that does not change the generated C (a
-# Makefile template, a comment in generate.py) must not throw the cache away, one that does changes the C.
-MEASURE_FILES = ("validation/build.py", "validation/run.py", "validation/count.py", "validation/cycles.py")
-
-
-def _tools_digest() -> str:
-    h = hashlib.sha256()
-    for p in [*(ROOT / f for f in MEASURE_FILES), *sorted((ROOT / "validation" / "harness").glob("*"))]:
-        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
-    return h.hexdigest()
-
-
-def _library_digest(lib: Path) -> str:
-    """The generated library's C and headers (what is compiled; not main.c, the Makefile or the sketch)."""
-    from codegen.generate import LIBRARY_FILES
-
-    h = hashlib.sha256()
-    for name in sorted(LIBRARY_FILES):
-        h.update(name.encode() + b"\0" + (lib / name).read_bytes() + b"\0")
-    return h.hexdigest()
-
-
-def _folded(spec: ArchSpec, seed: int):
-    from ebnn_core.folded import fold
-    from ebnn_core.nn import BNN
-    from ebnn_core.testing import randomize
-
-    return fold(randomize(BNN(spec), seed))
-
-
 def measure(spec: ArchSpec, device: Device, images: np.ndarray, seed: int = 0) -> dict:
-    """Cycles per inference (mean over the images) of the spec with seeded random weights on the device."""
-    from codegen import generate
-    from validation.build import build_image
-    from validation.cycles import core_of, trace_cycles
+    """Cycles per inference (mean over the images) of the spec with seeded random weights on the device
+    (validation.latency: built bare-metal, run under the device's emulator, cached by content)."""
+    from validation.latency import measure_latency
 
-    fm = _folded(spec, seed)
-    mem = memory_plan(spec, device)
-    allowance = 2048 if device.word_bits <= 16 else 4096
-    budget = mem.ram_bytes - mem.stack_bytes + allowance
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        t0 = time.time()
-        lib = generate(fm, device, work / "lib")  # milliseconds; the cache is keyed on its C
-        key = hashlib.sha256(json.dumps([
-            _library_digest(lib), _tools_digest(), device.name, device.toolchain, device.word_bits, budget, allowance,
-            seed, hashlib.sha256(images.tobytes()).hexdigest(), list(images.shape)]).encode())
-        path = CACHE / f"{key.hexdigest()[:24]}.json"
-        if path.is_file():
-            return json.loads(path.read_text())
-        try:
-            img = build_image(lib, device, work / "img", budget, allowance)
-        except BuildError:
-            large = device.toolchain.get("large_part")
-            if device.toolchain.get("family") != "avr" or not large:
-                raise
-            # static RAM beyond the 2 KB part's data region: build for the large part (same AVR core
-            # and instruction timings, 16 KB SRAM); validation.run then runs it there
-            tc = dict(device.toolchain)
-            tc["cflags"] = [f"-mmcu={large}" if f.startswith("-mmcu=") else f for f in tc.get("cflags", [])]
-            img = build_image(lib, dataclasses.replace(device, toolchain=tc), work / "img", budget, allowance)
-        out = {"spec": spec.to_json(), "device": device.name}
-        if img.family == "avr":
-            from validation.run import run_image
-
-            run = run_image(img, device, images, spec.classes)
-            out.update(cycles=float(np.mean(run.cycles)), source=f"simavr ({run.part}), exact")
-        else:
-            from validation.count import count_instructions
-
-            counts = count_instructions(img, device, images)
-            if len(counts) != len(images):
-                raise RuntimeError(f"{device.name}: {len(counts)} of {len(images)} inferences counted")
-            core = core_of(device)
-            out.update(cycles=float(np.mean([trace_cycles(c, core) for c in counts])),
-                       instructions=float(np.mean([c.instructions for c in counts])),
-                       source=f"unicorn trace, {core} cycle table")
-    out["seconds"] = round(time.time() - t0, 2)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out))
-    return out
+    return measure_latency(spec, device, images, seed)
 
 
 def fit(rows: list[dict[str, float]], measured: np.ndarray, objective: str = "lsq") -> dict[str, float]:
@@ -207,17 +126,25 @@ def _round(v: float) -> float | int:
     return int(r) if r == int(r) and abs(r) >= 100 else r
 
 
-def write_cycles(device: str, consts: dict[str, float], command: str, summary: str) -> None:
-    """Replace the device file's `cycles:` section (the last one, with the comment block before it)."""
+def tolerance_of(*worst: float) -> float:
+    """The stated error bound: the worst |error| seen outside the fit, rounded up to the next 5%."""
+    return math.ceil(max(worst) * 20 - 1e-9) / 20
+
+
+def write_cycles(device: str, consts: dict[str, float], tolerance: float, command: str, summary: str) -> None:
+    """Replace the device file's latency section (`latency_tolerance:` and the last `cycles:` section, with
+    the comment block before them)."""
     path = ROOT / "conf" / "device" / f"{device}.yaml"
     lines = path.read_text().splitlines()
-    at = next(i for i, ln in enumerate(lines) if ln.startswith("cycles:"))
+    at = next(i for i, ln in enumerate(lines) if ln.startswith(("cycles:", "latency_tolerance:")))
     while at > 0 and lines[at - 1].startswith("#"):
         at -= 1
     head = lines[:at]
     body = ["# Latency model: cycles per cost term (ebnn_core.resources.latency_terms), fitted by",
             f"#   {command}",
             f"# {summary}",
+            "# latency_tolerance: the worst |estimate / measured - 1| outside the fit, rounded up to 5%",
+            f"latency_tolerance: {tolerance}",
             "cycles:"]
     body += [f"  {k}: {_round(consts[k])}" for k in COST_KEYS]
     path.write_text("\n".join(head + body) + "\n")
@@ -244,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--devices", nargs="+", default=["avr", "cortex-m0", "cortex-m4", "curie"])
     ap.add_argument("--fit", type=int, default=140, help="random ArchSpecs in the fit")
-    ap.add_argument("--held-out", type=int, default=40, help="random ArchSpecs held out of the fit")
+    ap.add_argument("--held-out", type=int, default=200, help="random ArchSpecs held out of the fit")
     ap.add_argument("--images", type=int, default=2, help="MNIST test images per measurement")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--check", type=int, default=25,
@@ -303,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:10s} {label:14s} estimate/measured - 1 = {e:+.3f}")
         print(f"{name}: worst |error| of the estimate: presets {pre_err:.3f}, fit set {fit_err:.3f}, "
               f"held-out {held_err:.3f}, check set {check_err:.3f}")
+        print(f"{name}: stated tolerance {tolerance_of(pre_err, held_err, check_err):.2f}")
         print(f"{name}: constants {json.dumps({k: v for k, v in consts.items()})}", flush=True)
         worst[name] = (pre_err, held_err, check_err)
         if not args.no_write:
@@ -311,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             summary = (f"({src}; {n_pre} presets + {args.fit} random specs; worst |error| presets "
                        f"{pre_err:.1%}, {len(held)} held-out random specs {held_err:.1%}, {len(check)} check-set specs "
                        f"{check_err:.1%})")
-            write_cycles(name, consts, command, summary)
+            write_cycles(name, consts, tolerance_of(pre_err, held_err, check_err), command, summary)
     print("\nworst relative error per device (presets, held-out random ArchSpecs, check set):")
     for name, (p, h, c) in worst.items():
         print(f"  {name:10s} presets {p:6.1%}   held-out {h:6.1%}   check {c:6.1%}")

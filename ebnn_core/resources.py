@@ -68,6 +68,10 @@ class Device:
     has_popcount: bool = False
     popcount: str = "builtin"  # how the C kernels count bits: builtin or swar
     cycles: dict = field(default_factory=dict)
+    # the latency model's stated error bound: |estimate / measured - 1| at most this on the calibration's
+    # held-out ArchSpecs (bench/calibrate_latency.py writes it); the search measures what the model cannot
+    # decide within it (search.latency)
+    latency_tolerance: float = 0.0
     part: str = ""
     toolchain: dict = field(default_factory=dict)
     platformio: dict = field(default_factory=dict)  # platform, board, framework of the generated PlatformIO project
@@ -84,6 +88,9 @@ class Device:
             raise DeviceError(f"device.params_in must be one of {PARAMS_IN} but got {dev.params_in!r}")
         if not (isinstance(dev.clock_mhz, (int, float)) and dev.clock_mhz > 0):
             raise DeviceError(f"device.clock_mhz must be a positive number but got {dev.clock_mhz!r}")
+        tol = dev.latency_tolerance
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < 1:
+            raise DeviceError(f"device.latency_tolerance must be a fraction in [0, 1) but got {tol!r}")
         for k in CYCLE_KEYS:
             v = dev.cycles.get(k)
             if not isinstance(v, (int, float)) or v < 0:

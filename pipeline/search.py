@@ -105,9 +105,11 @@ def browse_hints(tracking_uri: str, experiment_id: str, storage: str, view: str 
 
 def trial_record(t) -> dict[str, Any]:
     """A complete trial as plain data (pareto.json, plots)."""
-    m = {k: t.user_attrs.get(k) for k in ("val_accuracy", "ram_bytes", "flash_bytes", "model_bytes",
-                                          "latency_ms_est", "train_seconds")}
-    return {"number": t.number, "arch": t.user_attrs.get("arch"), "arch_hash": t.user_attrs.get("arch_hash"),
+    ua = t.user_attrs
+    m = {k: ua.get(k) for k in ("val_accuracy", "ram_bytes", "flash_bytes", "model_bytes", "latency_ms_est",
+                                "train_seconds")}
+    m["latency_ms"] = ua.get("latency_ms", m["latency_ms_est"])  # the figure the search used
+    return {"number": t.number, "latency_source": ua.get("latency_source", "model"), "arch": t.user_attrs.get("arch"), "arch_hash": t.user_attrs.get("arch_hash"),
             "arch_desc": t.user_attrs.get("arch_desc"), "metrics": m, "values": list(t.values),
             "constraints": dict(t.constraints or {}), "mlflow_run_id": t.user_attrs.get("mlflow_run_id")}
 
@@ -177,10 +179,13 @@ def _prepare(cfg, guard) -> dict:
     positive_number(scr, "lr", key_prefix="screening.")
 
     from search.space import SpaceError, check_space
-    from search.study import MEMORY_OBJECTIVES
+    from search.study import LATENCY_SOURCES, MEMORY_OBJECTIVES
 
     if d.get("objective_memory") not in MEMORY_OBJECTIVES:
         raise UserError(f"objective_memory={d.get('objective_memory')}: choose one of {', '.join(MEMORY_OBJECTIVES)}")
+    latency_source = d.get("latency_source")
+    if latency_source not in LATENCY_SOURCES:
+        raise UserError(f"latency_source={latency_source}: choose one of {', '.join(LATENCY_SOURCES)}")
     if d["sampler"].get("name") not in ("tpe", "nsga2", "random"):
         raise UserError(f"sampler.name={d['sampler'].get('name')}: choose one of tpe, nsga2, random")
     try:
@@ -199,6 +204,18 @@ def _prepare(cfg, guard) -> dict:
         memory_plan_compiled(suggest_arch(SmallestChooser(), space, input_shape, classes), dev)
     except StackError as e:
         raise UserError(str(e)) from None
+    latency_fn = None
+    if latency_source == "emulator":
+        from validation.latency import LatencyError, check_measurable, measure_latency
+
+        try:  # the emulator that measures each candidate: a missing one is reported before any work
+            check_measurable(dev)
+        except LatencyError as e:
+            raise UserError(f"latency_source=emulator: {e} (latency_source=model uses the latency model "
+                            "alone)") from None
+
+        def latency_fn(spec, dv):
+            return measure_latency(spec, dv)["latency_ms"]
 
     from ebnn_core.data import DataError, load_splits
 
@@ -225,7 +242,7 @@ def _prepare(cfg, guard) -> dict:
 
     try:
         study, created = open_study(name, storage, make_sampler(d["sampler"], seed), on_stale=on_stale,
-                                    metric_names=["val_accuracy", d["objective_memory"], "latency_ms_est"])
+                                    metric_names=["val_accuracy", d["objective_memory"], LATENCY_SOURCES[latency_source]])
     except ValueError as e:
         raise UserError(str(e)) from None
     mlflow_artifacts = None if tracking.startswith(("http://", "https://")) else artifacts / "mlartifacts"
@@ -238,7 +255,7 @@ def _prepare(cfg, guard) -> dict:
             "seed": seed, "scr": scr, "space": space, "ds": ds, "input_shape": input_shape, "classes": classes,
             "splits": splits, "study": study, "tracker": tracker, "out": out, "storage": storage,
             "tracking": tracking, "storage_shown": shown(storage), "tracking_shown": shown(tracking),
-            "memory_fn": memory_plan_compiled}
+            "memory_fn": memory_plan_compiled, "latency_fn": latency_fn, "latency_source": latency_source}
 
 
 def _run(job: dict, guard) -> dict:
@@ -294,7 +311,8 @@ def _run(job: dict, guard) -> dict:
                    f"reused trial {ua['reused_from']}" if "reused_from" in ua else f"trained {ua.get('train_seconds', 0):.1f}s")
             acc = f"acc {trial.values[0]:.4f}" if ua.get("feasible") else "not trained"
             print(f"trial {trial.number:>3}  {ua.get('arch_desc', ''):<40} {acc}  "
-                  f"ram {ua.get('ram_bytes')} B  {ua.get('latency_ms_est', 0):.2f} ms  ({how}); "
+                  f"ram {ua.get('ram_bytes')} B  {ua.get('latency_ms', ua.get('latency_ms_est', 0)):.2f} ms "
+                  f"({ua.get('latency_source', 'model')})  ({how}); "
                   f"{progress(study_)}", flush=True)
         elif trial.state == optuna.trial.TrialState.PRUNED:
             print(f"trial {trial.number:>3}  not run: the last slots of the study were taken by other workers", flush=True)
@@ -311,7 +329,7 @@ def _run(job: dict, guard) -> dict:
 
     objective = Objective(job["space"], job["input_shape"], job["classes"], job["dev"], job["budgets"],
                           d["objective_memory"], train_fn, on_start=tracker.on_start, on_result=tracker.on_result,
-                          on_fail=tracker.on_fail, memory_fn=job["memory_fn"], n_trials=n_trials, guard=guard,
+                          on_fail=tracker.on_fail, memory_fn=job["memory_fn"], latency_fn=job["latency_fn"], n_trials=n_trials, guard=guard,
                           on_train=on_train, on_wait=on_wait_spec, max_trials=job["max_trials"])
     t0 = time.perf_counter()
     try:
@@ -356,7 +374,8 @@ def _run(job: dict, guard) -> dict:
             files = [out / "pareto.png", out / "pareto.html"]
             budgets, dev = job["budgets"], job["dev"]
             doc = {"study": name, "storage": job["storage_shown"], "mlflow_tracking_uri": job["tracking_shown"],
-                   "mlflow_parent_run_id": tracker.parent_id, "objectives": ["val_accuracy", d["objective_memory"], "latency_ms_est"],
+                   "mlflow_parent_run_id": tracker.parent_id, "objectives": list(study.metric_names or []),
+                   "latency_source": job["latency_source"],
                    "budgets": {"ram_bytes": budgets.ram_bytes, "flash_bytes": budgets.flash_bytes,
                                "latency_ms": budgets.latency_ms},
                    "device": dev.name, "dataset": ds["name"], "n_trials": n_new, "n_repeats": len(trials) - n_new,
@@ -378,7 +397,7 @@ def _run(job: dict, guard) -> dict:
         raise
     print()
     print_table([{"trial": t["number"], "arch": t["arch_desc"], **t["metrics"]} for t in pareto],
-                ["trial", "arch", "val_accuracy", "ram_bytes", "model_bytes", "latency_ms_est"])
+                ["trial", "arch", "val_accuracy", "ram_bytes", "model_bytes", "latency_ms", "latency_ms_est"])
     print(f"\nwrote {pj}")
     for line in browse_hints(job["tracking_shown"], tracker.experiment_id, job["storage_shown"],
                              getattr(tracker, "view", None)):

@@ -13,8 +13,13 @@ import math
 from pathlib import Path
 
 
+def _latency(m: dict) -> float:
+    """The latency the search used (emulated or estimated; records before it was kept: the estimate)."""
+    return m.get("latency_ms") if m.get("latency_ms") is not None else m["latency_ms_est"]
+
+
 def _points(trials: list[dict]):
-    return [(t["metrics"]["model_bytes"] / 1024, t["metrics"]["latency_ms_est"], t["metrics"]["val_accuracy"])
+    return [(t["metrics"]["model_bytes"] / 1024, _latency(t["metrics"]), t["metrics"]["val_accuracy"])
             for t in trials]
 
 
@@ -86,9 +91,9 @@ def _svg_panel(trials, pareto, paper, idx: int, xlabel: str, logx: bool, w=520, 
     pareto_ids = {t["number"] for t in pareto}
     for t in sorted(trials, key=lambda t: t["number"] in pareto_ids):
         m = t["metrics"]
-        x = m["model_bytes"] / 1024 if idx == 0 else m["latency_ms_est"]
+        x = m["model_bytes"] / 1024 if idx == 0 else _latency(m)
         tip = (f'trial {t["number"]}: {t["arch_desc"]}\naccuracy {m["val_accuracy"]:.4f}\nram_bytes {m["ram_bytes"]}'
-               f'\nmodel_bytes {m["model_bytes"]}\nlatency_ms_est {m["latency_ms_est"]:.2f}\nrun {t.get("mlflow_run_id", "")}')
+               f'\nmodel_bytes {m["model_bytes"]}\nlatency_ms {_latency(m):.2f} ({t.get("latency_source", "model")})\nrun {t.get("mlflow_run_id", "")}')
         color, r = ("#d62728", 5) if t["number"] in pareto_ids else ("#aaaaaa", 3)
         out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(m["val_accuracy"] * 100):.1f}" r="{r}" fill="{color}">'
                    f'<title>{html.escape(tip)}</title></circle>')
@@ -108,7 +113,7 @@ def pareto_html(trials: list[dict], pareto: list[dict], paper: list[dict], path:
     rows = "".join(
         f'<tr><td>{t["number"]}</td><td>{html.escape(t["arch_desc"])}</td><td>{t["metrics"]["val_accuracy"]:.4f}</td>'
         f'<td>{t["metrics"]["ram_bytes"]}</td><td>{t["metrics"]["model_bytes"]}</td>'
-        f'<td>{t["metrics"]["latency_ms_est"]:.2f}</td><td>{html.escape(str(t.get("mlflow_run_id", "")))}</td></tr>'
+        f'<td>{_latency(t["metrics"]):.2f} ({html.escape(t.get("latency_source", "model"))})</td><td>{html.escape(str(t.get("mlflow_run_id", "")))}</td></tr>'
         for t in pareto)
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:1em}} td,th{{padding:2px 8px;border-bottom:1px solid #ddd}}
@@ -117,10 +122,10 @@ def pareto_html(trials: list[dict], pareto: list[dict], paper: list[dict], path:
 <p>Grey: feasible trials; red: the Pareto set; blue squares: the paper's Table 1. Hover a point for details.</p>
 <div class="panels">
 {_svg_panel(trials, pareto, paper, 0, "memory KB (parameters + temporaries)", False)}
-{_svg_panel(trials, pareto, paper, 1, "latency ms (ours: estimate; paper: measured), log scale", True)}
+{_svg_panel(trials, pareto, paper, 1, "latency ms (ours: emulated or estimated; paper: measured), log scale", True)}
 </div>
 <h3>Pareto set</h3><table><tr><th>trial</th><th>architecture</th><th>{html.escape(acc_label)}</th><th>ram_bytes</th>
-<th>model_bytes</th><th>latency_ms_est</th><th>MLflow run</th></tr>{rows}</table></body></html>
+<th>model_bytes</th><th>latency_ms</th><th>MLflow run</th></tr>{rows}</table></body></html>
 """
     path.write_text(doc)
     return path

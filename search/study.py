@@ -1,9 +1,12 @@
 """The constrained multi-objective Optuna study.
 
 Objectives: validation accuracy (maximise), a memory figure (minimise; ram_bytes by default) and the
-latency estimate (minimise). Hard constraints through `trial.set_constraint`, each a violation relative
-to its budget (feasible when <= 0): RAM, flash, latency. An infeasible candidate is scored by the
-memory and latency models alone and never trained. A candidate whose ArchSpec hash an earlier complete
+latency (minimise): measured under the device's emulator (`latency_fn`, the stage's default) or the
+latency model's estimate. Hard constraints through `trial.set_constraint`, each a violation relative
+to its budget (feasible when <= 0): RAM, flash, latency. The models screen first: a candidate over the
+RAM or flash budget, or whose latency estimate is over the budget by more than the model's stated
+error (`device.latency_tolerance`), is refused unmeasured; the emulator decides the rest. An
+infeasible candidate is never trained. A candidate whose ArchSpec hash an earlier complete
 trial already trained reuses that result.
 
 `n_trials` is the study's total over every worker and every run, counted in ArchSpecs evaluated:
@@ -51,6 +54,8 @@ from .interrupts import Interrupted, NoGuard, SignalGuard
 from .space import suggest_arch
 
 MEMORY_OBJECTIVES = ("ram_bytes", "model_bytes", "flash_bytes")
+LATENCY_SOURCES = {"emulator": "latency_ms_emulated", "model": "latency_ms_est"}  # the objective's name
+METRIC_KEYS = {v: k for k, v in LATENCY_SOURCES.items()}
 DIRECTIONS = ("maximize", "minimize", "minimize")
 HEARTBEAT_S = 10
 GRACE_S = 30
@@ -88,6 +93,7 @@ class TrialResult:
     reused_from: int | None = None
     trained: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    latency_source: str = "model"  # where metrics["latency_ms"] came from: emulator or model
 
 
 class _PerTrialSeed:
@@ -162,8 +168,11 @@ def open_study(name: str, storage_url: str, sampler: optuna.samplers.BaseSampler
         if study.metric_names is None:
             study.set_metric_names(list(metric_names))
         elif list(study.metric_names) != list(metric_names):
-            raise ValueError(f"objective_memory={metric_names[1]}: the study {name} was searched with objectives "
-                             f"{list(study.metric_names)}; keep them or choose another study_name")
+            i = next(i for i, (a, b) in enumerate(zip(study.metric_names, metric_names)) if a != b)
+            key = {1: "objective_memory", 2: "latency_source"}.get(i, "objectives")
+            raise ValueError(f"{key}={METRIC_KEYS.get(metric_names[i], metric_names[i])}: the study {name} was "
+                             f"searched with objectives {list(study.metric_names)}; keep them or choose another "
+                             "study_name")
     return study, created
 
 
@@ -263,8 +272,13 @@ class Objective:
                  n_trials: int | None = None, guard: SignalGuard | None = None,
                  on_train: Callable[[optuna.trial.Trial, ArchSpec], None] | None = None,
                  on_wait: Callable[[optuna.trial.Trial, str], None] | None = None, poll_s: float = POLL_S,
-                 max_trials: int | None = None):
-        """memory_fn(spec, device): the memory model; the stage passes one whose stack figure is the
+                 max_trials: int | None = None,
+                 latency_fn: Callable[[ArchSpec, Device], float] | None = None):
+        """latency_fn(spec, device): the measured latency in ms (validation.latency under the device's
+        emulator; None: the latency model's estimate is the figure). It runs only for a candidate whose RAM
+        and flash fit and whose estimate, less the device's `latency_tolerance`, is within the latency
+        budget; the measured figure is then the latency objective and constraint.
+        memory_fn(spec, device): the memory model; the stage passes one whose stack figure is the
         compiled inference's (validation.stack), tried only when static RAM alone fits the budget.
         n_trials: the study's total of trials that are not repeats (the budget claim; None: no claim);
         max_trials: of every trial, repeats included (None: no bound). guard: signals (training and
@@ -275,7 +289,7 @@ class Objective:
         self.space, self.input_shape, self.classes = space, tuple(input_shape), classes
         self.device, self.budgets, self.objective_memory = device, budgets, objective_memory
         self.train_fn, self.on_start, self.on_result, self.on_fail = train_fn, on_start, on_result, on_fail
-        self.memory_fn = memory_fn
+        self.memory_fn, self.latency_fn = memory_fn, latency_fn
         self.n_trials, self.max_trials, self.guard = n_trials, max_trials, guard or NoGuard()
         self.on_train, self.on_wait, self.poll_s = on_train, on_wait, poll_s
 
@@ -350,17 +364,29 @@ class Objective:
         trial.set_user_attr("worker", WORKER)
         self.guard.check()
         spec = suggest_arch(trial, self.space, self.input_shape, self.classes)
-        lat = latency_ms(spec, self.device)
+        est = latency_ms(spec, self.device)
+        lat = est
         mem = memory_plan(spec, self.device, stack_bytes=0)  # static RAM: a lower bound, no compiler needed
-        viol = self.budgets.violations(mem.ram_bytes, mem.flash_bytes, lat)
+        viol = self.budgets.violations(mem.ram_bytes, mem.flash_bytes, est)
         if viol.get("ram", 0) <= 0:
             mem = self.memory_fn(spec, self.device)
-            viol = self.budgets.violations(mem.ram_bytes, mem.flash_bytes, lat)
+            viol = self.budgets.violations(mem.ram_bytes, mem.flash_bytes, est)
+        source = "model"
+        if self.latency_fn is not None and viol["ram"] <= 0 and viol["flash"] <= 0:
+            # the lowest the measured figure can be by the model's stated error bound: over the budget even
+            # then, the candidate is refused unmeasured; otherwise the emulator decides
+            low = est / (1.0 + self.device.latency_tolerance)
+            if self.budgets.latency_ms is None or low <= self.budgets.latency_ms:
+                with self.guard.raising():
+                    lat = float(self.latency_fn(spec, self.device))
+                source = "emulator"
+                viol = self.budgets.violations(mem.ram_bytes, mem.flash_bytes, lat)
         for key, v in viol.items():
             trial.set_constraint(key, v)
         ok = all(v <= 0 for v in viol.values())
         metrics: dict[str, float] = {**{k: v for k, v in mem.as_dict().items() if k != "params_in"},
-                                     "latency_ms_est": lat}
+                                     "latency_ms_est": est, "latency_ms": lat}
+        trial.set_user_attr("latency_source", source)
         trial.set_user_attr("arch", spec.to_dict())
         trial.set_user_attr("arch_hash", spec.short_hash())
         trial.set_user_attr("arch_desc", spec.describe())
@@ -368,7 +394,7 @@ class Objective:
         trial.set_user_attr(CLAIM_ATTR, spec.short_hash() if ok else "")  # decided: written before looking
         if self.on_start:
             self.on_start(trial)
-        result = TrialResult(trial.number, spec, metrics, viol, ok, dict(trial.params))
+        result = TrialResult(trial.number, spec, metrics, viol, ok, dict(trial.params), latency_source=source)
         if not ok:
             seen = self._complete_with(trial, spec.short_hash(), trained=False)
             if seen is not None:  # scored before: a repeat, no budget used
@@ -399,7 +425,7 @@ class Objective:
                 trial.set_user_attr("trained", True)
             trial.set_user_attr("val_accuracy", metrics["val_accuracy"])
             trial.set_user_attr("train_seconds", metrics["train_seconds"])
-        for k in ("ram_bytes", "flash_bytes", "model_bytes", "latency_ms_est"):
+        for k in ("ram_bytes", "flash_bytes", "model_bytes", "latency_ms_est", "latency_ms"):
             trial.set_user_attr(k, metrics[k])
         if self.on_result:
             self.on_result(result)

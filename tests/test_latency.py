@@ -129,21 +129,15 @@ def test_trace_cycle_tables():
     assert arm_cycles("bls", "cortex-m0") == 1 and arm_cycles("muls", "cortex-m0") == 1
 
 
-def test_calibration_cache_key_follows_the_generated_c(tmp_path):
-    """bench/calibrate_latency.py keys its measurements on the generated library's C and headers: other
-    weights change the C (a miss), the device's fitted cycles or a non-library file do not."""
-    import importlib.util
-    from pathlib import Path
-
+def test_measurement_cache_key_follows_the_generated_c(tmp_path):
+    """validation.latency keys its measurements on the generated library's C and headers: other weights
+    change the C (a miss), the device's fitted cycles or a non-library file do not."""
     from codegen import generate
     from ebnn_core.folded import fold
     from ebnn_core.nn import BNN
     from ebnn_core.testing import randomize
+    from validation import latency as cal
 
-    path = Path(__file__).resolve().parent.parent / "bench" / "calibrate_latency.py"
-    spec_ = importlib.util.spec_from_file_location("calibrate_latency", path)
-    cal = importlib.util.module_from_spec(spec_)
-    spec_.loader.exec_module(cal)
     dev = device("cortex-m4")
     spec = ArchSpec((1, 8, 8), 2, (ConvBlock(4, 3), DenseBlock(8)))
     lib = generate(fold(randomize(BNN(spec), 0)), dev, tmp_path / "a")
@@ -155,3 +149,68 @@ def test_calibration_cache_key_follows_the_generated_c(tmp_path):
     assert cal._library_digest(generate(fold(randomize(BNN(spec), 1)), dev, tmp_path / "c")) != key
     (lib / "ebnn_kernels.h").write_text((lib / "ebnn_kernels.h").read_text() + "\n/* changed */\n")
     assert cal._library_digest(lib) != key
+
+
+def test_device_latency_tolerance_is_checked():
+    d = yaml.safe_load((CONF / "curie.yaml").read_text())
+    assert 0 < Device.from_dict(d).latency_tolerance < 1
+    for bad in (1.5, -0.1, "15%", True):
+        with pytest.raises(DeviceError, match=r"device.latency_tolerance must be a fraction in \[0, 1\) but got"):
+            Device.from_dict({**d, "latency_tolerance": bad})
+
+
+def _random_space_specs(dev, n: int, seed: int):
+    """Random ArchSpecs of the default search space on MNIST that fit the device's RAM budget (static RAM
+    within the 2 KB part's data region on AVR), none bigger than the calibration measures."""
+    from ebnn_core import memory_plan, total_ops
+    from search.space import RandomChooser, suggest_arch
+
+    space = yaml.safe_load((CONF.parent / "space" / "default.yaml").read_text())
+    chooser, out, seen = RandomChooser(seed), [], set()
+    small = dev.toolchain.get("family") == "avr"
+    budget = dev.ram_kb_total * 1024 - 192 if small else dev.ram_kb * 1024
+    while len(out) < n:
+        spec = suggest_arch(chooser, space, (1, 28, 28), 10)
+        mem = memory_plan(spec, dev)
+        ram = mem.ram_bytes - mem.stack_bytes if small else mem.ram_bytes
+        if spec.short_hash() in seen or ram > budget or total_ops(spec).total > 2_500_000:
+            continue
+        seen.add(spec.short_hash())
+        out.append(spec)
+    return out
+
+
+@pytest.mark.toolchain
+@pytest.mark.parametrize("name", ["avr", "cortex-m0", "cortex-m4", "curie"])
+def test_estimate_within_the_stated_tolerance_on_random_specs(name):
+    """Property: on random ArchSpecs the calibration never saw (another chooser seed), the latency model's
+    estimate is within the device's stated latency_tolerance of the emulator's measurement."""
+    from validation.latency import measure_latency
+
+    dev = device(name)
+    assert dev.latency_tolerance > 0
+    worst = []
+    for spec in _random_space_specs(dev, 6, seed=20261202):
+        measured = measure_latency(spec, dev)["cycles"]
+        err = latency_cycles(spec, dev) / measured - 1
+        worst.append((abs(err), spec.describe()))
+        assert abs(err) <= dev.latency_tolerance, (spec.describe(), err, dev.latency_tolerance)
+    assert len(worst) == 6
+
+
+@pytest.mark.toolchain
+def test_measured_latency_does_not_depend_on_weights_or_pixels():
+    """The kernels run in constant time: the search measures an ArchSpec with seeded random weights on one
+    synthetic image and stands for the trained model on any image (within 3%: weights change the C a
+    little, e.g. the width of thresholds)."""
+    from validation.latency import measure_latency, random_weights
+
+    spec = ArchSpec((1, 28, 28), 10, (ConvBlock(12, 3, pool=2, pool_stride=1, fusion="rowbuffer"),
+                                      ConvBlock(2, 2, padding=1), DenseBlock(16)))
+    pixels = np.random.default_rng(9).integers(0, 256, (2, 1, 28, 28), dtype=np.uint8)
+    for name in ("cortex-m0", "curie"):
+        dev = device(name)
+        a = measure_latency(spec, dev)
+        b = measure_latency(random_weights(spec, 5), dev, pixels)
+        assert a["latency_ms"] == pytest.approx(a["cycles"] / (dev.clock_mhz * 1000))
+        assert abs(b["cycles"] / a["cycles"] - 1) <= 0.03, (name, a["cycles"], b["cycles"])

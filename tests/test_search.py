@@ -78,6 +78,56 @@ def test_budgets_relative_violations():
     assert b.violations(1500, 10**9, 5.0) == {"ram": 0.5, "flash": -1.0, "latency": -0.5}
 
 
+def test_latency_from_the_emulator_decides_what_the_model_cannot():
+    """With a latency_fn (the emulator), a candidate is measured when it fits RAM and its estimate, less the
+    device's stated tolerance, is within the budget; the measured figure is the objective and the constraint
+    (an estimate under the budget whose measurement is over is refused, untrained); an estimate over the
+    budget by more than the tolerance is refused unmeasured."""
+    import dataclasses
+
+    from ebnn_core import latency_ms
+
+    space = dict(_space(), conv_blocks=[0, 0], dense_blocks=[0, 1], units=[16, 32, 64, 128, 256],
+                 input_mode=["binary", "uint8"])
+    dev = dataclasses.replace(device("curie"), latency_tolerance=0.2)
+    specs = {}
+    for seed in range(40):
+        s = suggest_arch(RandomChooser(seed), space, (1, 28, 28), 10)
+        specs[s.short_hash()] = s
+    est = sorted({latency_ms(s, dev) for s in specs.values()})
+    budget = est[len(est) // 2] / 1.1  # the middle candidate: estimated 10% over, within the tolerance
+    measured, trained = [], []
+
+    def latency_fn(spec, d):  # an emulator that disagrees with the model near the budget, either way
+        measured.append(spec.short_hash())
+        e = latency_ms(spec, d)
+        return budget * 0.95 if e > budget else budget * 1.05 if e > budget / 2 else e
+
+    def train_fn(spec):
+        trained.append(spec.short_hash())
+        return {"val_accuracy": 0.5, "train_seconds": 0.1}
+
+    obj = Objective(space, (1, 28, 28), 10, dev, Budgets(None, None, budget), "ram_bytes", train_fn,
+                    latency_fn=latency_fn)
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"],
+                                sampler=optuna.samplers.RandomSampler(seed=2))
+    study.optimize(obj, n_trials=40)
+    kinds = set()
+    for t in study.trials:
+        ua, h = t.user_attrs, t.user_attrs["arch_hash"]
+        e = ua["latency_ms_est"]
+        if e / 1.2 > budget:  # the model refuses it whatever the emulator would say
+            assert ua["latency_source"] == "model" and h not in measured and not ua["feasible"]
+            kinds.add("refused unmeasured")
+        else:
+            assert ua["latency_source"] == "emulator" and h in measured
+            assert t.values[2] == ua["latency_ms"] == latency_fn(ArchSpec.from_dict(ua["arch"]), dev)
+            assert ua["feasible"] == (ua["latency_ms"] <= budget) == (h in trained)
+            assert t.constraints["latency"] == pytest.approx((ua["latency_ms"] - budget) / budget)
+            kinds.add(("fits" if ua["feasible"] else "over") + (", estimated over" if e > budget else ""))
+    assert kinds == {"refused unmeasured", "fits", "over", "fits, estimated over"}, kinds
+
+
 def test_objective_trains_feasible_once_and_never_infeasible(tmp_path):
     calls = []
 
@@ -187,7 +237,19 @@ def test_smoke_search_end_to_end_and_resume(tmp_path):
     assert q == {"workflowType": ["machine_learning"], "viewStateShareKey": [f"pareto-{STUDY}"]}
     assert url.startswith(f"http://127.0.0.1:5000/#/experiments/{exp.experiment_id}/runs?")
     assert f"optuna-dashboard sqlite:///{art}/search/optuna.db" in r.stdout
-    assert study.metric_names == ["val_accuracy", "ram_bytes", "latency_ms_est"]
+    assert study.metric_names == ["val_accuracy", "ram_bytes", "latency_ms_emulated"]
+    # the default latency figure is the emulator's: every candidate that fits RAM was measured, and the
+    # figure is what validation.latency measures for its ArchSpec (cached: the same figure)
+    from validation.latency import measure_latency
+
+    dev = device("curie")
+    for t in trials:
+        ua = t.user_attrs
+        if ua["feasible"]:
+            assert ua["latency_source"] == "emulator" and t.values[2] == ua["latency_ms"]
+            assert ua["latency_ms"] == measure_latency(ArchSpec.from_dict(ua["arch"]), dev)["latency_ms"]
+            assert by_number[t.number].data.tags["latency_source"] == "emulator"
+            assert by_number[t.number].data.metrics["latency_ms"] == ua["latency_ms"]
     parent = client.get_run(doc["mlflow_parent_run_id"])
     assert parent.data.params["device.name"] == "curie" and len(parent.data.params) <= 15
     assert "config.json" in {a.path for a in client.list_artifacts(parent.info.run_id)}
@@ -217,6 +279,11 @@ def test_smoke_search_end_to_end_and_resume(tmp_path):
     r = run_cli(*args, "n_trials=9", "objective_memory=model_bytes")
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode == 2 and len(lines) == 1 and "objective_memory=model_bytes: the study" in lines[0], r.stderr
+    assert len(_load(art).trials) == len(study.trials)
+    # so is another latency figure: model estimates never mix with emulated ones in one study
+    r = run_cli(*args, "n_trials=9", "latency_source=model")
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and "latency_source=model: the study" in lines[0], r.stderr
     assert len(_load(art).trials) == len(study.trials)
 
 
@@ -321,6 +388,7 @@ def test_search_bad_places_before_any_work(tmp_path, case):
     (["objective_memory=stack"], "objective_memory=stack: choose one of"),
     (["n_trials=10", "max_trials=5"], "max_trials=5: must be at least n_trials=10"),
     (["n_trials=0"], "n_trials=0: must be a positive integer"),
+    (["latency_source=guess"], "latency_source=guess: choose one of emulator, model"),
     (["space.filters=[]"], "space.filters=[]: must be a non-empty list"),
     (["ram_kb=100000", "space.conv_blocks=[3,3]", "space.filters=[512]", "space.stride=[1]", "space.padding=[1]", "space.pool=[0]",
       "space.kernel=[3]"], "=1000: no candidate of the search space fits"),  # latency_ms=1000, the worst

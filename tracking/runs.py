@@ -117,7 +117,8 @@ class Tracker:
                    if r.feasible or k != "val_accuracy"]  # an infeasible trial has no accuracy, not 0
         metrics += [Metric(f"violation_{k}", float(v), 0, 0) for k, v in r.violations.items()]
         tags = [RunTag("feasible", str(r.feasible).lower()), RunTag("pareto", "false"),
-                RunTag("trained", str(r.trained).lower())]
+                RunTag("trained", str(r.trained).lower()),
+                RunTag("latency_source", r.latency_source)]
         if r.reused_from is not None:
             tags.append(RunTag("reused_from_trial", str(r.reused_from)))
         self.client.log_batch(rid, metrics=metrics, params=params, tags=tags)
@@ -172,7 +173,8 @@ class Tracker:
         """The study's saved views of the runs table: `pareto-<study>` (its Pareto set) and `trials-<study>`
         (every trial); returns the first's key (tracking.client.ui_url opens it)."""
         name = self.study.study_name
-        cols = ["val_accuracy", "ram_bytes", "model_bytes", "flash_bytes", "latency_ms_est", "train_seconds"]
+        cols = ["val_accuracy", "ram_bytes", "model_bytes", "flash_bytes", "latency_ms", "latency_ms_est",
+                "train_seconds"]
         save_view(self.client, self.experiment_id, f"trials-{name}", f"{name}: trials",
                   f"tags.study = '{name}' and tags.kind = 'trial'", "val_accuracy", cols, ["arch_desc"])
         return save_view(self.client, self.experiment_id, f"pareto-{name}", f"{name}: Pareto set",
