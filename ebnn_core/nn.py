@@ -34,6 +34,19 @@ def sign_ste(x: torch.Tensor) -> torch.Tensor:
     return SignSTE.apply(x)
 
 
+class ApproxSignSTE(SignSTE):
+    """Forward as SignSTE. Backward: the derivative of a piecewise quadratic approximation of sign
+    (Bi-Real Net's ApproxSign): 2 - 2|x| where |x| <= 1, else 0."""
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        return grad * torch.clamp(2.0 - 2.0 * x.abs(), min=0.0)
+
+
+ACTIVATION_STE = {"clipped": SignSTE.apply, "approxsign": ApproxSignSTE.apply}
+
+
 class BinaryConv2d(nn.Conv2d):
     """Conv over sign(latent weights); no bias (batch norm carries it)."""
 
@@ -70,32 +83,36 @@ class InputQuantizer(nn.Module):
 
 
 class FusedConv(nn.Module):
-    def __init__(self, in_ch: int, b: ConvBlock):
+    def __init__(self, in_ch: int, b: ConvBlock, ste: str = "clipped", bn_momentum: float = 0.1):
         super().__init__()
         self.conv = BinaryConv2d(in_ch, b.filters, b.kernel, b.stride, b.padding)
         self.pool = nn.MaxPool2d(b.pool, b.effective_pool_stride) if b.pool else nn.Identity()
-        self.bn = nn.BatchNorm2d(b.filters, eps=BN_EPS)
+        self.bn = nn.BatchNorm2d(b.filters, eps=BN_EPS, momentum=bn_momentum)
+        self.sign = ACTIVATION_STE[ste]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return sign_ste(self.bn(self.pool(self.conv(x))))
+        return self.sign(self.bn(self.pool(self.conv(x))))
 
 
 class FusedDense(nn.Module):
-    def __init__(self, n_in: int, units: int, binarize: bool = True):
+    def __init__(self, n_in: int, units: int, binarize: bool = True, ste: str = "clipped", bn_momentum: float = 0.1):
         super().__init__()
         self.fc = BinaryLinear(n_in, units)
-        self.bn = nn.BatchNorm1d(units, eps=BN_EPS)
+        self.bn = nn.BatchNorm1d(units, eps=BN_EPS, momentum=bn_momentum)
         self.binarize = binarize
+        self.sign = ACTIVATION_STE[ste]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.bn(self.fc(x.flatten(1)))
-        return sign_ste(y) if self.binarize else y
+        return self.sign(y) if self.binarize else y
 
 
 class BNN(nn.Module):
     """The network of an ArchSpec. Input: uint8 (or any numeric) tensor (B, C, H, W) of raw pixels."""
 
-    def __init__(self, spec: ArchSpec):
+    def __init__(self, spec: ArchSpec, ste: str = "clipped", bn_momentum: float = 0.1):
+        """ste: the activations' straight-through estimator (ACTIVATION_STE; the weights' is always the
+        clipped one, as they stay in [-1, 1]); bn_momentum: of the running statistics the fold uses."""
         super().__init__()
         self.spec = spec
         self.quant = InputQuantizer(spec.input_mode)
@@ -103,11 +120,11 @@ class BNN(nn.Module):
         for ls in spec.shapes():
             b = ls.block
             if isinstance(b, ConvBlock):
-                layers.append(FusedConv(ls.in_shape[0], b))
+                layers.append(FusedConv(ls.in_shape[0], b, ste, bn_momentum))
             elif isinstance(b, DenseBlock):
-                layers.append(FusedDense(ls.in_size, b.units))
+                layers.append(FusedDense(ls.in_size, b.units, ste=ste, bn_momentum=bn_momentum))
             else:
-                layers.append(FusedDense(ls.in_size, spec.classes, binarize=False))
+                layers.append(FusedDense(ls.in_size, spec.classes, binarize=False, bn_momentum=bn_momentum))
         self.blocks = nn.ModuleList(layers[:-1])
         self.classifier = layers[-1]
 

@@ -12,7 +12,7 @@ from typing import Any
 from .errors import UserError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-GROUPS = ("device", "dataset", "arch", "paths", "experiment", "space", "sampler", "profile")
+GROUPS = ("device", "dataset", "arch", "paths", "experiment", "space", "sampler", "profile", "recipe")
 
 
 def stages() -> list[str]:
@@ -101,3 +101,16 @@ def device(d: dict):
         return Device.from_dict(d["device"])
     except (DeviceError, TypeError) as e:
         raise UserError(f"device={d['device'].get('name')}: {e}") from None
+
+
+def recipe(d: dict, key: str):
+    """The training recipe at `key` (dotted: `fidelity.recipe`) of the resolved config; absent: the default."""
+    from ebnn_core.recipe import Recipe, RecipeError
+
+    node: Any = d
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    try:
+        return Recipe.from_dict(node, key)
+    except (RecipeError, TypeError) as e:
+        raise UserError(str(e)) from None

@@ -39,8 +39,10 @@ def hypervolume_rank(pareto: list[dict], budgets: dict) -> list[int]:
 
 
 def _fidelity(d: dict) -> dict[str, Any]:
+    from .config import recipe
+
     f = d.get("fidelity") or {}
-    return {"epochs": positive_int(f, "epochs", key_prefix="fidelity."),
+    return {"epochs": positive_int(f, "epochs", key_prefix="fidelity."), "recipe": recipe(d, "fidelity.recipe").as_dict(),
             "batch_size": positive_int(f, "batch_size", key_prefix="fidelity."),
             "lr": positive_number(f, "lr", key_prefix="fidelity."),
             "train_subset": positive_int(f, "train_subset", allow_none=True, key_prefix="fidelity."),
@@ -90,6 +92,7 @@ def promote(cfg) -> dict:
     chosen = [pareto[i] for i in order][:top_k] if top_k else [pareto[i] for i in order]
     from ebnn_core import ArchSpec, FoldedModel, latency_ms
     from ebnn_core.data import DataError, load_splits
+    from ebnn_core.recipe import Recipe
     from ebnn_core.training import fit_fold_score
     from validation.stack import StackError, memory_plan_compiled
 
@@ -112,7 +115,7 @@ def promote(cfg) -> dict:
             print(f"[{k}/{len(chosen)}] {spec.describe()}: training {fid['epochs']} epochs", flush=True)
             folded, info = fit_fold_score(
                 spec, splits, epochs=fid["epochs"], batch_size=fid["batch_size"], lr=fid["lr"], seed=seed,
-                val_size=fid["val_size"], train_subset=fid["train_subset"],
+                val_size=fid["val_size"], train_subset=fid["train_subset"], recipe=Recipe.from_dict(fid["recipe"]),
                 meta={"arch_name": h, "study": name, "trial": t["number"], "fidelity": "full",
                       "dataset": fid["dataset"]}, progress=bool(d.get("progress", True)))
             try:
@@ -124,7 +127,10 @@ def promote(cfg) -> dict:
             (folder / "arch.json").write_text(spec.to_json() + "\n")
             metrics = {"arch_hash": h, "arch_desc": spec.describe(), "trial": t["number"], "study": name,
                        "device": dev.name, "fidelity": fid,
-                       "screening_val_accuracy": t["metrics"].get("val_accuracy"),
+                       "screening_val_accuracy": t["metrics"].get("screening_val_accuracy",
+                                                                  t["metrics"].get("val_accuracy")),
+                       "search_val_accuracy": t["metrics"].get("val_accuracy"),  # at its highest rung
+                       "search_fidelity": t.get("fidelity", {"name": "screening"}),
                        **{key: info[key] for key in ("test_accuracy", "reference_accuracy", "disagreements",
                                                      "test_images")},
                        "val_accuracy": info.get("val_accuracy"), "train_seconds": round(info["train_seconds"], 2),

@@ -103,15 +103,23 @@ def browse_hints(tracking_uri: str, experiment_id: str, storage: str, view: str 
     return lines
 
 
-def trial_record(t) -> dict[str, Any]:
-    """A complete trial as plain data (pareto.json, plots)."""
+def trial_record(t, figures: dict | None = None, fidelities: list[dict] | None = None) -> dict[str, Any]:
+    """A complete trial as plain data (pareto.json, plots). `figures`: its ArchSpec's best figures
+    (search.rungs.best_figures): val_accuracy is then the highest rung's, `fidelity` says which
+    (fidelities[rung]), and the screening figure stays as screening_val_accuracy."""
     ua = t.user_attrs
     m = {k: ua.get(k) for k in ("val_accuracy", "ram_bytes", "flash_bytes", "model_bytes", "latency_ms_est",
                                 "train_seconds")}
     m["latency_ms"] = ua.get("latency_ms", m["latency_ms_est"])  # the figure the search used
-    return {"number": t.number, "latency_source": ua.get("latency_source", "model"), "arch": t.user_attrs.get("arch"), "arch_hash": t.user_attrs.get("arch_hash"),
-            "arch_desc": t.user_attrs.get("arch_desc"), "metrics": m, "values": list(t.values),
-            "constraints": dict(t.constraints or {}), "mlflow_run_id": t.user_attrs.get("mlflow_run_id")}
+    rec = {"number": t.number, "latency_source": ua.get("latency_source", "model"), "arch": ua.get("arch"),
+           "arch_hash": ua.get("arch_hash"), "arch_desc": ua.get("arch_desc"), "metrics": m,
+           "values": list(t.values), "constraints": dict(t.constraints or {}),
+           "mlflow_run_id": ua.get("mlflow_run_id")}
+    if figures is not None and fidelities:
+        m["screening_val_accuracy"] = m["val_accuracy"]
+        m["val_accuracy"] = figures["val_accuracy"]
+        rec["fidelity"] = fidelities[figures["rung"]]
+    return rec
 
 
 def _places(d: dict, artifacts_value) -> tuple[Path, str, str]:
@@ -177,6 +185,15 @@ def _prepare(cfg, guard) -> dict:
     positive_int(scr, "train_subset", allow_none=True, key_prefix="screening.")
     positive_int(scr, "val_subset", allow_none=True, key_prefix="screening.")
     positive_number(scr, "lr", key_prefix="screening.")
+    from .config import recipe
+
+    scr_recipe = recipe(d, "screening.recipe")
+    from search.rungs import RungError, parse_rungs
+
+    try:
+        rungs = parse_rungs(d.get("rungs"))
+    except RungError as e:
+        raise UserError(str(e)) from None
 
     from search.space import SpaceError, check_space
     from search.study import LATENCY_SOURCES, MEMORY_OBJECTIVES
@@ -255,7 +272,8 @@ def _prepare(cfg, guard) -> dict:
             "seed": seed, "scr": scr, "space": space, "ds": ds, "input_shape": input_shape, "classes": classes,
             "splits": splits, "study": study, "tracker": tracker, "out": out, "storage": storage,
             "tracking": tracking, "storage_shown": shown(storage), "tracking_shown": shown(tracking),
-            "memory_fn": memory_plan_compiled, "latency_fn": latency_fn, "latency_source": latency_source}
+            "memory_fn": memory_plan_compiled, "latency_fn": latency_fn, "recipe": scr_recipe,
+            "rungs": rungs, "latency_source": latency_source}
 
 
 def _run(job: dict, guard) -> dict:
@@ -263,7 +281,7 @@ def _run(job: dict, guard) -> dict:
 
     from ebnn_core.training import fit_fold_score
     from search.interrupts import Interrupted
-    from search.study import Objective, budget_counts, completed, feasible, is_repeat, pareto_trials, run_worker
+    from search.study import Objective, budget_counts, completed, feasible, is_repeat, run_worker
 
     d, name, study, tracker, out = job["d"], job["name"], job["study"], job["tracker"], job["out"]
     scr, ds, seed, splits, n_trials = job["scr"], job["ds"], job["seed"], job["splits"], job["n_trials"]
@@ -273,7 +291,8 @@ def _run(job: dict, guard) -> dict:
                                       lr=float(scr["lr"]), seed=seed, val_size=ds["val_size"],
                                       train_subset=scr.get("train_subset"), val_subset=scr.get("val_subset"),
                                       meta={"study": name, "fidelity": "screening", "dataset": ds["name"]},
-                                      progress=bool(d.get("progress", True)), score_test=False)
+                                      progress=bool(d.get("progress", True)), score_test=False,
+                                      recipe=job["recipe"])
         path = folded.save(
             out / "trials" / spec.short_hash() / "folded.npz")
         return {**info, "folded_path": str(path)}
@@ -331,10 +350,35 @@ def _run(job: dict, guard) -> dict:
                           d["objective_memory"], train_fn, on_start=tracker.on_start, on_result=tracker.on_result,
                           on_fail=tracker.on_fail, memory_fn=job["memory_fn"], latency_fn=job["latency_fn"], n_trials=n_trials, guard=guard,
                           on_train=on_train, on_wait=on_wait_spec, max_trials=job["max_trials"])
+    rungs = job["rungs"]
+
+    def train_at(spec, index, rung) -> dict:
+        folded, info = fit_fold_score(spec, splits, epochs=rung.epochs, batch_size=scr["batch_size"],
+                                      lr=float(scr["lr"]), seed=seed, val_size=ds["val_size"],
+                                      train_subset=rung.train_subset, val_subset=None,
+                                      meta={"study": name, "fidelity": f"rung{index}", "dataset": ds["name"]},
+                                      progress=bool(d.get("progress", True)), score_test=False,
+                                      recipe=job["recipe"])
+        folded.save(out / "trials" / spec.short_hash() / f"rung{index}" / "folded.npz")
+        return info
+
+    def on_rung_start(index, spec, k, n) -> None:
+        print(f"rung {index} ({rungs[index - 1].epochs} epochs): training {k} of {n}, {spec.describe()}", flush=True)
+
+    def on_rung_result(index, h, record) -> None:
+        print(f"rung {index}: trial {record['trial']} val_accuracy {record['val_accuracy']:.4f} "
+              f"(trained {record['train_seconds']:.1f}s)", flush=True)
+        tracker.on_rung(index, record)
+
     t0 = time.perf_counter()
     try:
         run_worker(study, objective, n_trials, timeout=job["timeout"], guard=guard, callbacks=[report],
                    on_wait=on_wait_slots, max_trials=job["max_trials"])
+        if rungs and budget_counts(study).done >= n_trials:  # the screening is complete: the rungs
+            from search.rungs import run_rungs
+
+            with guard.raising():
+                run_rungs(study, rungs, train_at, on_start=on_rung_start, on_result=on_rung_result)
     except Interrupted as e:
         try:
             tracker.close_parent("KILLED")
@@ -356,10 +400,19 @@ def _run(job: dict, guard) -> dict:
         if times else 0.0
     try:  # the finish phase: a signal here also closes the parent run as KILLED
         with guard.raising():
-            trials = [trial_record(t) for t in completed(study)]
+            from search.rungs import best_figures, front
+
+            fids = [{"name": "screening", "epochs": scr["epochs"], "train_subset": scr.get("train_subset")}]
+            fids += [r.fidelity(i) for i, r in enumerate(rungs, start=1)]
+            best = best_figures(study, rungs)
+
+            def record(t):
+                return trial_record(t, best.get(t.user_attrs.get("arch_hash")) if feasible(t) else None, fids)
+
+            trials = [record(t) for t in completed(study)]
             n_new = sum(1 for t in completed(study) if not is_repeat(t))
-            feas = [trial_record(t) for t in completed(study) if feasible(t)]
-            pareto = [trial_record(t) for t in pareto_trials(study)]
+            feas = [record(t) for t in completed(study) if feasible(t)]
+            pareto = [record(t) for t, _ in front(study, rungs)]
             from ebnn_core.paper import rows as paper_rows
             from reports.plots import pareto_html, pareto_png
 
@@ -396,8 +449,9 @@ def _run(job: dict, guard) -> dict:
         e.detail = "while writing the results; the same command writes them again"
         raise
     print()
-    print_table([{"trial": t["number"], "arch": t["arch_desc"], **t["metrics"]} for t in pareto],
-                ["trial", "arch", "val_accuracy", "ram_bytes", "model_bytes", "latency_ms", "latency_ms_est"])
+    print_table([{"trial": t["number"], "arch": t["arch_desc"], **t["metrics"],
+                  "fidelity": t.get("fidelity", {}).get("name", "screening")} for t in pareto],
+                ["trial", "arch", "val_accuracy", "fidelity", "ram_bytes", "model_bytes", "latency_ms", "latency_ms_est"])
     print(f"\nwrote {pj}")
     for line in browse_hints(job["tracking_shown"], tracker.experiment_id, job["storage_shown"],
                              getattr(tracker, "view", None)):

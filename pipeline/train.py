@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .config import arch_spec, device, positive_int, positive_number, resolved
+from .config import arch_spec, device, positive_int, positive_number, recipe, resolved
 from .errors import UserError
 from reports.tables import print_table
 
@@ -29,6 +29,7 @@ def train(cfg) -> dict:
     seed = d.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UserError(f"seed={seed}: must be a non-negative integer")
+    rec = recipe(d, "recipe")
     from ebnn_core.safe import safe_name
 
     name = safe_name(d["arch"].get("name") or spec.short_hash(), "arch.name", UserError)
@@ -50,7 +51,7 @@ def train(cfg) -> dict:
                                   val_size=d["dataset"]["val_size"], train_subset=subset,
                                   meta={"arch_name": name, "dataset": d["dataset"]["name"], "seed": seed,
                                         "epochs": epochs},
-                                  progress=bool(d.get("progress", True)))
+                                  progress=bool(d.get("progress", True)), recipe=rec)
 
     from validation.stack import StackError, memory_plan_compiled
 

@@ -18,7 +18,7 @@ import pytest
 from optuna.trial import TrialState
 
 from search.servers import MlflowServer, PostgresServer
-from search.study import Budgets, Objective, is_repeat, open_study, pareto_trials, run_worker
+from search.study import Budgets, Objective, is_repeat, open_study, run_worker
 
 from .conftest import ROOT, run_cli
 from .test_resources import device
@@ -241,9 +241,18 @@ def test_three_workers_on_postgresql_one_killed(tmp_path, servers):
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in runs)
 
-    from pipeline.search import trial_record
-
     doc = json.loads((art / "search" / STUDY / "pareto.json").read_text())
     assert doc["n_trials"] == n_trials and doc["mlflow_parent_run_id"] == parents[0].info.run_id
-    assert doc["pareto"] == json.loads(json.dumps([trial_record(t) for t in pareto_trials(study)]))
     assert doc["pareto"]
+    # the smoke profile's rung ran in the surviving workers: every candidate trained once, by one of them
+    from search.rungs import best_figures, candidates, front, parse_rungs, result_key
+
+    rungs = parse_rungs([{"epochs": 2, "train_subset": 5000, "top": 0.34}])
+    went_on = candidates(study, rungs, 1)
+    assert went_on and all(result_key(1, h) in study.user_attrs for h in went_on)
+    done_lines = [ln for lines in outputs for ln in lines if ln.startswith("rung 1: trial ")]
+    assert sorted(int(ln.split()[3]) for ln in done_lines) == sorted(
+        study.user_attrs[result_key(1, h)]["trial"] for h in went_on), "a rung model trained twice (or not at all)"
+    best = best_figures(study, rungs)
+    assert [p["number"] for p in doc["pareto"]] == [t.number for t, _ in front(study, rungs)]
+    assert all(p["metrics"]["val_accuracy"] == best[p["arch_hash"]]["val_accuracy"] for p in doc["pareto"])

@@ -11,7 +11,7 @@ import pytest
 
 from ebnn_core import ArchSpec
 from search.space import RandomChooser, SmallestChooser, suggest_arch
-from search.study import Budgets, Objective, is_repeat, pareto_trials
+from search.study import Budgets, Objective, is_repeat
 
 from .conftest import ROOT, run_cli
 from .test_resources import device
@@ -195,8 +195,27 @@ def test_smoke_search_end_to_end_and_resume(tmp_path):
             assert "trained" not in ua and not (art / "search" / STUDY / "trials" / ua["arch_hash"]).exists()
 
     doc = json.loads((art / "search" / STUDY / "pareto.json").read_text())
-    assert [p["number"] for p in doc["pareto"]] == [t.number for t in pareto_trials(study)]
     assert doc["pareto"], "the smoke search found no feasible network"
+    # the smoke profile's rung: the top third of the screened ArchSpecs trained again (2 epochs), each
+    # figure with its fidelity; the front is over each ArchSpec's highest rung
+    from search.rungs import best_figures, candidates, front, parse_rungs, result_key, screened
+
+    rungs = parse_rungs([{"epochs": 2, "train_subset": 5000, "top": 0.34}])
+    went_on = candidates(study, rungs, 1)
+    assert 1 <= len(went_on) < len(screened(study))
+    assert [p["number"] for p in doc["pareto"]] == [t.number for t, _ in front(study, rungs)]
+    best = best_figures(study, rungs)
+    for p in doc["pareto"]:
+        h = p["arch_hash"]
+        rec = study.user_attrs.get(result_key(1, h))
+        if h in went_on:
+            assert p["fidelity"] == {"name": "rung1", "epochs": 2, "train_subset": 5000}
+            assert p["metrics"]["val_accuracy"] == rec["val_accuracy"] == best[h]["val_accuracy"]
+            assert p["metrics"]["screening_val_accuracy"] == study.trials[p["number"]].values[0]
+            assert (art / "search" / STUDY / "trials" / h / "rung1" / "folded.npz").is_file()
+        else:
+            assert rec is None and p["fidelity"]["name"] == "screening"
+    assert f"rung 1 (2 epochs): training 1 of {len(went_on)}" in r.stdout
 
     tracking = f"sqlite:///{art}/mlflow.db"
     runs = _mlflow_trial_runs(tracking)
@@ -214,6 +233,11 @@ def test_smoke_search_end_to_end_and_resume(tmp_path):
         # an untrained (infeasible) trial has no accuracy in MLflow, rather than a 0 that sorts as a result
         assert ("val_accuracy" in run.data.metrics) == bool(t.user_attrs["feasible"])
         assert set(run.data.params) == {"arch_hash", "arch_desc", "input_mode", "n_blocks"}  # the table stays narrow
+        went = t.user_attrs["arch_hash"] in went_on and "reused_from" not in t.user_attrs and not is_repeat(t)
+        assert ("val_accuracy_rung1" in run.data.metrics) == went
+        if went:
+            assert run.data.metrics["val_accuracy_rung1"] == study.user_attrs[result_key(1, t.user_attrs["arch_hash"])]["val_accuracy"]
+            assert run.data.tags["fidelity"] == "rung1 (2 epochs, train_subset 5000)"
     assert (art / "search" / STUDY / "pareto.png").stat().st_size > 1000
     assert "<svg" in (art / "search" / STUDY / "pareto.html").read_text()
 
@@ -229,7 +253,8 @@ def test_smoke_search_end_to_end_and_resume(tmp_path):
     view = json.loads(exp.tags[f"mlflow.sharedViewState.pareto-{STUDY}"])
     state = json.loads(view["state"])
     assert state["searchFilter"] == f"tags.study = '{STUDY}' and tags.pareto = 'true'"
-    assert state["selectedColumns"][:3] == ["metrics.`val_accuracy`", "metrics.`ram_bytes`", "metrics.`model_bytes`"]
+    assert state["selectedColumns"][:4] == ["metrics.`val_accuracy`", "metrics.`val_accuracy_rung1`",
+                                            "metrics.`ram_bytes`", "metrics.`model_bytes`"]
     shown = client.search_runs([exp.experiment_id], filter_string=state["searchFilter"])
     assert sorted(int(r.data.tags["trial_number"]) for r in shown) == sorted(pareto_numbers)
     url = next(w for w in r.stdout.split() if "viewStateShareKey=" in w)
@@ -389,6 +414,8 @@ def test_search_bad_places_before_any_work(tmp_path, case):
     (["n_trials=10", "max_trials=5"], "max_trials=5: must be at least n_trials=10"),
     (["n_trials=0"], "n_trials=0: must be a positive integer"),
     (["latency_source=guess"], "latency_source=guess: choose one of emulator, model"),
+    (["rungs=[{epochs:0,top:0.5}]"], "rungs[0].epochs=0: must be a positive integer"),
+    (["screening.recipe.augment_shift=-2"], "screening.recipe.augment_shift=-2: must be an integer"),
     (["space.filters=[]"], "space.filters=[]: must be a non-empty list"),
     (["ram_kb=100000", "space.conv_blocks=[3,3]", "space.filters=[512]", "space.stride=[1]", "space.padding=[1]", "space.pool=[0]",
       "space.kernel=[3]"], "=1000: no candidate of the search space fits"),  # latency_ms=1000, the worst

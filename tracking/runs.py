@@ -54,6 +54,7 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         quiet()
+        self.n_rungs = len(config.get("rungs") or [])  # val_accuracy_rung<i> columns of the saved views
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # no "View run" per trial
         open_store(tracking_uri)
         mlflow.set_tracking_uri(tracking_uri)
@@ -137,6 +138,14 @@ class Tracker:
             self.client.set_tag(rid, "error", f"{type(exc).__name__}: {exc}"[:500])
             self.client.set_terminated(rid, "KILLED" if isinstance(exc, (KeyboardInterrupt, Interrupted)) else "FAILED")
 
+    def on_rung(self, index: int, record: dict) -> None:
+        """A rung's figure on the screened trial's run: metric val_accuracy_rung<index>, tag fidelity."""
+        rid = self.study.trials[record["trial"]].user_attrs.get(RUN_ATTR)
+        if rid:
+            self.client.log_metric(rid, f"val_accuracy_rung{index}", float(record["val_accuracy"]))
+            self.client.set_tag(rid, "fidelity", f"rung{index} ({record['epochs']} epochs, "
+                                f"train_subset {record['train_subset']})")
+
     def _run_of(self, number: int) -> str:
         t = self.study.trials[number]
         return t.user_attrs[RUN_ATTR]
@@ -173,8 +182,8 @@ class Tracker:
         """The study's saved views of the runs table: `pareto-<study>` (its Pareto set) and `trials-<study>`
         (every trial); returns the first's key (tracking.client.ui_url opens it)."""
         name = self.study.study_name
-        cols = ["val_accuracy", "ram_bytes", "model_bytes", "flash_bytes", "latency_ms", "latency_ms_est",
-                "train_seconds"]
+        cols = ["val_accuracy", *[f"val_accuracy_rung{i}" for i in range(1, self.n_rungs + 1)], "ram_bytes",
+                "model_bytes", "flash_bytes", "latency_ms", "latency_ms_est", "train_seconds"]
         save_view(self.client, self.experiment_id, f"trials-{name}", f"{name}: trials",
                   f"tags.study = '{name}' and tags.kind = 'trial'", "val_accuracy", cols, ["arch_desc"])
         return save_view(self.client, self.experiment_id, f"pareto-{name}", f"{name}: Pareto set",
