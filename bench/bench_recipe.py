@@ -51,6 +51,8 @@ VARIANTS: dict[str, dict] = {
     "lr0.05": {"lr": 0.05},
     "noclip": {"clip_weights": False},
     "shift1+teacher0.5": {"augment_shift": 1, "teacher": 0.5},
+    "lr0.002": {"lr": 0.002},
+    "approxsign+lr0.005": {"ste": "approxsign", "lr": 0.005},
 }
 
 
