@@ -19,6 +19,7 @@ over.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import socket
@@ -35,7 +36,8 @@ from .study import WORKER, completed, feasible, is_repeat
 
 CLAIM_EXPIRY_S = 3600.0
 CLAIM_SETTLE_S = 1.0
-_ACTIVE: set[str] = set()  # this process's claims whose training is under way (threads share a worker id)
+_ACTIVE: set[str] = set()  # this process's live claims (threads share a worker id)
+_CLAIMS = itertools.count()
 
 
 class RungError(ValueError):
@@ -138,14 +140,14 @@ def _claim_stale(value: str | None) -> bool:
     if not value:
         return True
     worker, _, stamp = value.rpartition("@")
-    host, _, pid = worker.rpartition(":")
+    host, _, pid = worker.split("#")[0].rpartition(":")
     try:
         age = time.time() - float(stamp)
     except ValueError:
         return True
     if host == socket.gethostname():
         if pid == str(os.getpid()):
-            return value not in _ACTIVE  # ours: stale when its training was interrupted
+            return value not in _ACTIVE  # ours: stale unless a thread of ours holds it (training or settling)
         try:
             os.kill(int(pid), 0)
         except (ProcessLookupError, ValueError):
@@ -178,23 +180,27 @@ def run_rungs(study: optuna.Study, rungs: list[Rung], train_at: Callable[[ArchSp
                 claim_key = key + ":claim"
                 if key in study.user_attrs or not _claim_stale(study.user_attrs.get(claim_key)):
                     continue  # done meanwhile, or another worker trains it
-                mine = f"{WORKER}@{time.time():.3f}"
-                study.set_user_attr(claim_key, mine)
-                sleep(settle_s)
-                if study.user_attrs.get(claim_key) != mine:
-                    continue  # claimed at the same moment by another worker, which wrote last
-                t = first[h]
-                spec = ArchSpec.from_dict(t.user_attrs["arch"])
-                if on_start:
-                    on_start(index, spec, todo.index(h) + 1, len(todo))
-                _ACTIVE.add(mine)
+                mine = f"{WORKER}#{next(_CLAIMS)}@{time.time():.3f}"  # unique, also between threads
+                _ACTIVE.add(mine)  # from now on: this process's other threads see the claim as live
                 try:
+                    study.set_user_attr(claim_key, mine)
+                    sleep(settle_s)
+                    attrs = study.user_attrs
+                    if attrs.get(claim_key) != mine:
+                        continue  # claimed at the same moment by another worker, which wrote last
+                    if key in attrs:
+                        continue  # the claim taken over was stale because its model had just been written
+                    t = first[h]
+                    spec = ArchSpec.from_dict(t.user_attrs["arch"])
+                    if on_start:
+                        on_start(index, spec, todo.index(h) + 1, len(todo))
                     info = train_at(spec, index, rung)
+                    record = {"val_accuracy": float(info["val_accuracy"]),
+                              "train_seconds": float(info["train_seconds"]),
+                              "epochs": rung.epochs, "train_subset": rung.train_subset, "trial": t.number}
+                    study.set_user_attr(key, record)  # before the claim goes stale: nobody trains it again
                 finally:
                     _ACTIVE.discard(mine)
-                record = {"val_accuracy": float(info["val_accuracy"]), "train_seconds": float(info["train_seconds"]),
-                          "epochs": rung.epochs, "train_subset": rung.train_subset, "trial": t.number}
-                study.set_user_attr(key, record)
                 trained += 1
                 took = True
                 if on_result:
