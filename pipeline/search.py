@@ -203,8 +203,12 @@ def _prepare(cfg, guard) -> dict:
     latency_source = d.get("latency_source")
     if latency_source not in LATENCY_SOURCES:
         raise UserError(f"latency_source={latency_source}: choose one of {', '.join(LATENCY_SOURCES)}")
-    if d["sampler"].get("name") not in ("tpe", "nsga2", "random"):
-        raise UserError(f"sampler.name={d['sampler'].get('name')}: choose one of tpe, nsga2, random")
+    from search.study import check_sampler
+
+    try:
+        check_sampler(d["sampler"])
+    except ValueError as e:
+        raise UserError(str(e)) from None
     try:
         space = check_space(d["space"])
     except SpaceError as e:

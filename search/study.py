@@ -123,10 +123,37 @@ class SeededRandomSampler(_PerTrialSeed, optuna.samplers.RandomSampler):
     pass
 
 
-def make_sampler(cfg: dict[str, Any], seed: int) -> optuna.samplers.BaseSampler:
+SAMPLER_KEYS = {"tpe": ("n_startup_trials", "multivariate", "group"), "nsga2": ("population_size",), "random": ()}
+
+
+def check_sampler(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The sampler config's values checked; ValueError names the key and the value."""
     name = cfg.get("name")
+    if name not in SAMPLER_KEYS:
+        raise ValueError(f"sampler.name={name}: choose one of {', '.join(SAMPLER_KEYS)}")
+    for key in ("n_startup_trials", "population_size"):
+        if key in SAMPLER_KEYS[name] and key in cfg:
+            v = cfg[key]
+            if isinstance(v, bool) or not isinstance(v, int) or v < (1 if key == "n_startup_trials" else 2):
+                raise ValueError(f"sampler.{key}={v}: must be an integer >= {1 if key == 'n_startup_trials' else 2}")
+    for key in ("multivariate", "group"):
+        if key in cfg and not isinstance(cfg[key], bool):
+            raise ValueError(f"sampler.{key}={cfg[key]}: must be true or false")
+    if cfg.get("group") and cfg.get("multivariate") is False:
+        raise ValueError("sampler.group=true: needs sampler.multivariate=true (groups are modelled jointly)")
+    return cfg
+
+
+def make_sampler(cfg: dict[str, Any], seed: int) -> optuna.samplers.BaseSampler:
+    """The study's sampler. tpe: Optuna's TPE; `multivariate` models the parameters jointly (Optuna's
+    default for a multi-objective study is one at a time), `group` (with multivariate) decomposes the
+    conditional space into the parameter groups that occur together (search.space draws blocks
+    conditionally)."""
+    name = check_sampler(cfg).get("name")
     if name == "tpe":
-        sampler = SeededTPESampler(seed=seed, n_startup_trials=int(cfg.get("n_startup_trials", 10)))
+        group = bool(cfg.get("group", False))
+        sampler = SeededTPESampler(seed=seed, n_startup_trials=int(cfg.get("n_startup_trials", 10)),
+                                   multivariate=bool(cfg.get("multivariate", False)) or group, group=group)
     elif name == "nsga2":
         sampler = SeededNSGAIISampler(seed=seed, population_size=int(cfg.get("population_size", 20)))
     elif name == "random":

@@ -410,6 +410,10 @@ def test_search_bad_places_before_any_work(tmp_path, case):
     (["ram_kb=0.5"], "ram_kb=0.5: no candidate of the search space fits"),
     (["latency_ms=0.01"], "latency_ms=0.01: no candidate of the search space fits"),
     (["sampler=nosuch"], "sampler=nosuch: no such sampler"),
+    (["sampler.group=maybe"], "sampler.group=maybe: must be true or false"),
+    (["sampler.group=true", "sampler.multivariate=false"], "sampler.group=true: needs sampler.multivariate=true"),
+    (["sampler.n_startup_trials=0"], "sampler.n_startup_trials=0: must be an integer >= 1"),
+    (["sampler=nsga2", "sampler.population_size=1"], "sampler.population_size=1: must be an integer >= 2"),
     (["objective_memory=stack"], "objective_memory=stack: choose one of"),
     (["n_trials=10", "max_trials=5"], "max_trials=5: must be at least n_trials=10"),
     (["n_trials=0"], "n_trials=0: must be a positive integer"),
@@ -446,9 +450,24 @@ def test_hydra_flags_after_the_search_stage():
     assert "ram_kb: 8" in r.stdout and "name: nsga2" in r.stdout
 
 
-@pytest.mark.parametrize("sampler", ["nsga2", "random"])
+def test_tpe_group_reaches_the_sampler():
+    """sampler.multivariate and sampler.group are passed to Optuna's TPE, not dropped."""
+    from search.study import make_sampler
+
+    s = make_sampler({"name": "tpe", "multivariate": True, "group": True}, 0)
+    assert s._group is True and s._multivariate is True
+    s = make_sampler({"name": "tpe", "multivariate": True}, 0)
+    assert s._group is False and s._multivariate is True
+    s = make_sampler({"name": "tpe"}, 0)
+    assert s._group is False and not s._multivariate
+
+
+@pytest.mark.parametrize("sampler", ["nsga2", "random", "tpe-group"])
 def test_other_samplers_run(tmp_path, sampler):
-    r = run_cli("search", "profile=smoke", f"sampler={sampler}", "n_trials=3", "progress=false",
+    extra = ["sampler=tpe", "sampler.multivariate=true", "sampler.group=true", "sampler.n_startup_trials=1"] \
+        if sampler == "tpe-group" else \
+        [f"sampler={sampler}"]
+    r = run_cli("search", "profile=smoke", *extra, "n_trials=3", "progress=false",
                 "device=cortex-m0", "latency_ms=20", f"paths.artifacts={tmp_path}")
     assert r.returncode == 0, r.stderr
     doc = json.loads((tmp_path / "search" / "mnist-cortex-m0-ram16-lat20-smoke" / "pareto.json").read_text())
