@@ -13,7 +13,9 @@ first), and trains each at its epochs and training subset. A result is a study u
 `rung<r>:<arch hash>` (val_accuracy, train_seconds, epochs, train_subset, trial): written when its
 training ends, so an interrupted rung phase loses at most the model in training, and the same command
 resumes it. Several workers share the phase: a worker claims a model (`rung<r>:<hash>:claim`, its
-worker id) and re-reads the claim before training; a claim of a process on this host that is gone, or
+worker id) and re-reads the claim before training (a process's threads claim one at a time; between
+processes a claim written more than CLAIM_SETTLE_S after another's check can still lead to one model
+trained twice, which costs time, never a wrong figure); a claim of a process on this host that is gone, or
 older than CLAIM_EXPIRY_S elsewhere, or one of this process whose training was interrupted, is taken
 over.
 """
@@ -23,6 +25,7 @@ import itertools
 import math
 import os
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -38,6 +41,7 @@ CLAIM_EXPIRY_S = 3600.0
 CLAIM_SETTLE_S = 1.0
 _ACTIVE: set[str] = set()  # this process's live claims (threads share a worker id)
 _CLAIMS = itertools.count()
+_CLAIM_LOCK = threading.Lock()
 
 
 class RungError(ValueError):
@@ -178,12 +182,18 @@ def run_rungs(study: optuna.Study, rungs: list[Rung], train_at: Callable[[ArchSp
             for h in missing:
                 key = result_key(index, h)
                 claim_key = key + ":claim"
-                if key in study.user_attrs or not _claim_stale(study.user_attrs.get(claim_key)):
-                    continue  # done meanwhile, or another worker trains it
-                mine = f"{WORKER}#{next(_CLAIMS)}@{time.time():.3f}"  # unique, also between threads
-                _ACTIVE.add(mine)  # from now on: this process's other threads see the claim as live
+                with _CLAIM_LOCK:  # this process's threads check and write a claim one at a time
+                    attrs = study.user_attrs
+                    if key in attrs or not _claim_stale(attrs.get(claim_key)):
+                        continue  # done meanwhile, or another worker trains it
+                    mine = f"{WORKER}#{next(_CLAIMS)}@{time.time():.3f}"  # unique, also between threads
+                    _ACTIVE.add(mine)  # from now on: this process's other threads see the claim as live
+                    try:
+                        study.set_user_attr(claim_key, mine)
+                    except BaseException:
+                        _ACTIVE.discard(mine)
+                        raise
                 try:
-                    study.set_user_attr(claim_key, mine)
                     sleep(settle_s)
                     attrs = study.user_attrs
                     if attrs.get(claim_key) != mine:

@@ -129,7 +129,7 @@ SAMPLER_KEYS = {"tpe": ("n_startup_trials", "multivariate", "group"), "nsga2": (
 def check_sampler(cfg: dict[str, Any]) -> dict[str, Any]:
     """The sampler config's values checked; ValueError names the key and the value."""
     name = cfg.get("name")
-    if name not in SAMPLER_KEYS:
+    if not isinstance(name, str) or name not in SAMPLER_KEYS:
         raise ValueError(f"sampler.name={name}: choose one of {', '.join(SAMPLER_KEYS)}")
     for key in ("n_startup_trials", "population_size"):
         if key in SAMPLER_KEYS[name] and key in cfg:

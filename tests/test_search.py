@@ -411,6 +411,7 @@ def test_search_bad_places_before_any_work(tmp_path, case):
     (["latency_ms=0.01"], "latency_ms=0.01: no candidate of the search space fits"),
     (["sampler=nosuch"], "sampler=nosuch: no such sampler"),
     (["sampler.group=maybe"], "sampler.group=maybe: must be true or false"),
+    (["sampler.name=[x]"], "sampler.name=['x']: choose one of tpe, nsga2, random"),
     (["sampler.group=true", "sampler.multivariate=false"], "sampler.group=true: needs sampler.multivariate=true"),
     (["sampler.n_startup_trials=0"], "sampler.n_startup_trials=0: must be an integer >= 1"),
     (["sampler=nsga2", "sampler.population_size=1"], "sampler.population_size=1: must be an integer >= 2"),
