@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 import optuna  # noqa: E402
 
 from search.servers import MlflowServer, PostgresServer  # noqa: E402
+from search.study import is_free  # noqa: E402
 
 
 def workers_run(n_workers: int, n_trials: int, pg: PostgresServer, ml: MlflowServer, art: Path,
@@ -52,7 +53,7 @@ def workers_run(n_workers: int, n_trials: int, pg: PostgresServer, ml: MlflowSer
             raise SystemExit(f"a worker failed:\n{out}")
     s = optuna.load_study(study_name=study, storage=pg.url)
     done = [t for t in s.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    new = sum(1 for t in done if t.user_attrs.get("repeat_of") is None)  # repeats do not use up n_trials
+    new = sum(1 for t in done if not is_free(t))  # repeats and other fusions do not use up n_trials
     assert new == n_trials, (new, n_trials)
     span = (max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)).total_seconds()
     trained = sum(1 for t in done if t.user_attrs.get("trained"))

@@ -36,7 +36,7 @@ from ebnn_core.data import ImageDataModule, load_splits  # noqa: E402
 from ebnn_core.training import train  # noqa: E402
 from pipeline.config import compose, device, resolved  # noqa: E402
 from pipeline.search import _budgets  # noqa: E402
-from search.study import Objective, feasible, is_repeat, run_worker  # noqa: E402
+from search.study import Objective, feasible, is_free, run_worker  # noqa: E402
 
 
 def hypervolume(points: np.ndarray, ref: np.ndarray) -> float:
@@ -133,7 +133,7 @@ def repeats(args, splits) -> None:
         run_worker(st, obj, args.trials, max_trials=max_trials, poll_s=0.01)
         secs = time.perf_counter() - t0
         hv, best, n_feas = _front(st, budgets)
-        reps = sum(1 for t in st.trials if is_repeat(t))
+        reps = sum(1 for t in st.trials if is_free(t))
         res[name] = (hv, secs)
         print(f"repeats {name:>11}: {len(st.trials)} trials ({reps} repeats), hypervolume {hv:.4f}, best val "
               f"accuracy {best:.4f}, {secs:.0f} s, hypervolume per hour {hv / secs * 3600:.2f}")

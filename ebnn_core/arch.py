@@ -187,6 +187,17 @@ class ArchSpec:
         """12 hex digits of sha256 over the canonical JSON: stable across processes and versions."""
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:12]
 
+    def network(self) -> "ArchSpec":
+        """The same network with every pooled block's fusion set to recompute. Fusion is how the C computes
+        a pooled block (bit-exact every way): it changes RAM, code and latency, never the function, so
+        two ArchSpecs with one network train to the same weights for a seed."""
+        return dataclasses.replace(self, blocks=tuple(
+            dataclasses.replace(b, fusion="recompute") if isinstance(b, ConvBlock) else b for b in self.blocks))
+
+    def network_hash(self) -> str:
+        """short_hash of network(): one value for ArchSpecs that differ only in fusion."""
+        return self.network().short_hash()
+
     def describe(self) -> str:
         """One line for tables, e.g. 'u8-C8k3p1P2r-C16k3-D64': input mode, then per block C<filters>k<kernel>
         [s<stride>][p<padding>][P<pool>[s<pool stride>]<fusion: r recompute, b rowbuffer, u unfused>] or

@@ -140,3 +140,33 @@ class BNN(nn.Module):
         for m in self.modules():
             if isinstance(m, (BinaryConv2d, BinaryLinear)):
                 m.weight.clamp_(-1.0, 1.0)
+
+
+class FloatTwin(nn.Module):
+    """The float network of an ArchSpec's shape, for baselines: the same conv and dense layers (filters,
+    kernels, strides, padding, pooling, units) with float weights, batch norm and ReLU, on pixels / 255.
+    Its weights cost 4 bytes each where the BNN's cost one bit."""
+
+    def __init__(self, spec: ArchSpec):
+        super().__init__()
+        self.spec = spec
+        layers: list[nn.Module] = []
+        for ls in spec.shapes():
+            b = ls.block
+            if isinstance(b, ConvBlock):
+                layers += [nn.Conv2d(ls.in_shape[0], b.filters, b.kernel, b.stride, b.padding, bias=False)]
+                if b.pool:
+                    layers.append(nn.MaxPool2d(b.pool, b.effective_pool_stride))
+                layers += [nn.BatchNorm2d(b.filters), nn.ReLU()]
+            else:
+                units = b.units if isinstance(b, DenseBlock) else spec.classes
+                layers += [nn.Flatten(), nn.Linear(ls.in_size, units, bias=False), nn.BatchNorm1d(units)]
+                if isinstance(b, DenseBlock):
+                    layers.append(nn.ReLU())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.to(torch.float32) / 255.0)
+
+    def weight_count(self) -> int:
+        return sum(m.weight.numel() for m in self.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))

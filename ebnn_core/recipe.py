@@ -19,7 +19,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -144,9 +144,17 @@ def _teacher_key(train_x: np.ndarray, train_y: np.ndarray, classes: int, epochs:
 
 def train_teacher(train_x: np.ndarray, train_y: np.ndarray, classes: int, epochs: int, seed: int,
                   batch_size: int = 128, lr: float = 2e-3) -> Teacher:
-    """Adam + cosine over `epochs`, deterministic for the seed (CPU)."""
+    """Adam + cosine over `epochs` with random shifts of up to 2 pixels, deterministic for the seed (CPU)."""
+    return fit_float(lambda: Teacher(tuple(train_x.shape[1:]), classes), train_x, train_y, epochs, seed,
+                     batch_size=batch_size, lr=lr, shift=2)
+
+
+def fit_float(make_model: Callable[[], nn.Module], train_x: np.ndarray, train_y: np.ndarray, epochs: int,
+              seed: int, batch_size: int = 128, lr: float = 2e-3, shift: int = 0) -> nn.Module:
+    """Train a float model (made after seeding) with Adam + cosine over `epochs`, random shifts of up to
+    `shift` pixels; deterministic for the seed (CPU). Returns it in eval mode."""
     torch.manual_seed(seed)
-    model = Teacher(tuple(train_x.shape[1:]), classes)
+    model = make_model()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     n = len(train_x)
     steps = epochs * -(-n // batch_size)
@@ -158,7 +166,7 @@ def train_teacher(train_x: np.ndarray, train_y: np.ndarray, classes: int, epochs
         perm = torch.randperm(n, generator=g)
         for i in range(0, n, batch_size):
             b = perm[i:i + batch_size]
-            loss = F.cross_entropy(model(shift_batch(xs[b], 2, g)), ys[b].long())
+            loss = F.cross_entropy(model(shift_batch(xs[b], shift, g)), ys[b].long())
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -102,6 +102,7 @@ def promote(cfg) -> dict:
         raise UserError(str(e)) from None
     out = A.promote_dir(arts, name)
     models = []
+    networks: dict = {}  # network hash -> (folded, info, arch hash) trained by this run or promoted before
     for k, t in enumerate(chosen, 1):
         spec = ArchSpec.from_dict(t["arch"])
         h = spec.short_hash()
@@ -111,13 +112,25 @@ def promote(cfg) -> dict:
         if prior and prior.get("fidelity") == fid and (folder / "folded.npz").is_file():
             metrics = prior
             print(f"[{k}/{len(chosen)}] {spec.describe()}: promoted before with the same fidelity, reused", flush=True)
+            networks.setdefault(spec.network_hash(), (FoldedModel.load(folder / "folded.npz"), prior,
+                                                      prior.get("weights_from", h)))
         else:
-            print(f"[{k}/{len(chosen)}] {spec.describe()}: training {fid['epochs']} epochs", flush=True)
-            folded, info = fit_fold_score(
-                spec, splits, epochs=fid["epochs"], batch_size=fid["batch_size"], lr=fid["lr"], seed=seed,
-                val_size=fid["val_size"], train_subset=fid["train_subset"], recipe=Recipe.from_dict(fid["recipe"]),
-                meta={"arch_name": h, "study": name, "trial": t["number"], "fidelity": "full",
-                      "dataset": fid["dataset"]}, progress=bool(d.get("progress", True)))
+            meta = {"arch_name": h, "study": name, "trial": t["number"], "fidelity": "full", "dataset": fid["dataset"]}
+            net = spec.network_hash()
+            weights_from = None
+            if net in networks:  # the same network with another fusion: the same weights, trained once
+                other, info, weights_from = networks[net]
+                meta["weights_from"] = weights_from
+                folded = FoldedModel(spec=spec, layers=other.layers, meta=meta)
+                print(f"[{k}/{len(chosen)}] {spec.describe()}: the weights of {other.spec.describe()} "
+                      "(another fusion)", flush=True)
+            else:
+                print(f"[{k}/{len(chosen)}] {spec.describe()}: training {fid['epochs']} epochs", flush=True)
+                folded, info = fit_fold_score(
+                    spec, splits, epochs=fid["epochs"], batch_size=fid["batch_size"], lr=fid["lr"], seed=seed,
+                    val_size=fid["val_size"], train_subset=fid["train_subset"],
+                    recipe=Recipe.from_dict(fid["recipe"]), meta=meta, progress=bool(d.get("progress", True)))
+                networks[net] = (folded, info, h)
             try:
                 mem = memory_plan_compiled(folded, dev)
             except StackError as e:
@@ -133,7 +146,10 @@ def promote(cfg) -> dict:
                        "search_fidelity": t.get("fidelity", {"name": "screening"}),
                        **{key: info[key] for key in ("test_accuracy", "reference_accuracy", "disagreements",
                                                      "test_images")},
-                       "val_accuracy": info.get("val_accuracy"), "train_seconds": round(info["train_seconds"], 2),
+                       "val_accuracy": info.get("val_accuracy"),
+                       # 0: the weights are those of the promoted ArchSpec weights_from (another fusion)
+                       "train_seconds": 0.0 if weights_from else round(info["train_seconds"], 2),
+                       **({"weights_from": weights_from} if weights_from else {}),
                        **{key: v for key, v in mem.as_dict().items() if key != "params_in"},
                        "latency_ms_est": round(latency_ms(spec, dev), 4)}
             mpath.write_text(json.dumps(metrics, indent=2) + "\n")  # last: the model is done

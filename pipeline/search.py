@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -266,6 +267,7 @@ def _prepare(cfg, guard) -> dict:
                                     metric_names=["val_accuracy", d["objective_memory"], LATENCY_SOURCES[latency_source]])
     except ValueError as e:
         raise UserError(str(e)) from None
+    _same_space(study, space, name)
     mlflow_artifacts = None if tracking.startswith(("http://", "https://")) else artifacts / "mlartifacts"
     tracker = Tracker(tracking, d["mlflow"]["experiment"], mlflow_artifacts, study, d, created=created)
     holder["tracker"] = tracker
@@ -280,12 +282,51 @@ def _prepare(cfg, guard) -> dict:
             "rungs": rungs, "latency_source": latency_source}
 
 
+_PARAM_KEY = re.compile(r"^(?:c\d+_(filters|kernel|stride|padding|pool|pool_overlap|fusion|growth)|d\d+_(units)|"
+                        r"(conv_blocks|dense_blocks|input_mode))$")
+
+
+def _same_space(study, space: dict, name: str) -> None:
+    """A study keeps the search space it was started with (study user attribute `space`): its sampler's
+    model and its trials' parameters mean nothing in another one (and Optuna's storage refuses a
+    categorical parameter whose choices changed). A study of a version before the attribute is checked
+    against its trials' parameter distributions, then takes the space."""
+    want = {k: v for k, v in json.loads(json.dumps(space, sort_keys=True)).items() if v is not None}
+
+    def refuse(key: str, had) -> None:
+        raise UserError(f"space.{key}={want.get(key)}: the study {name} was searched with space.{key}={had}; "
+                        "keep the space or choose another study_name")
+
+    have = study.user_attrs.get("space")
+    if have is None:
+        import optuna
+
+        for t in study.get_trials(deepcopy=False):
+            for param, dist in t.distributions.items():
+                m = _PARAM_KEY.match(param)
+                if not m:
+                    continue
+                key = next(g for g in m.groups() if g)
+                key = "filter_growth" if key == "growth" else key
+                if isinstance(dist, optuna.distributions.CategoricalDistribution):
+                    if list(dist.choices) != list(want.get(key) or []):
+                        refuse(key, list(dist.choices))
+                elif [dist.low, dist.high] != list(want.get(key) or []):
+                    refuse(key, [dist.low, dist.high])
+        study.set_user_attr("space", want)
+        return
+    have = {k: v for k, v in have.items() if v is not None}
+    if have != want:
+        key = next(k for k in sorted(set(have) | set(want)) if have.get(k) != want.get(k))
+        refuse(key, have.get(key))
+
+
 def _run(job: dict, guard) -> dict:
     import optuna
 
     from ebnn_core.training import fit_fold_score
     from search.interrupts import Interrupted
-    from search.study import Objective, budget_counts, completed, feasible, is_repeat, run_worker
+    from search.study import Objective, budget_counts, completed, feasible, is_free, is_repeat, run_worker
 
     d, name, study, tracker, out = job["d"], job["name"], job["study"], job["tracker"], job["out"]
     scr, ds, seed, splits, n_trials = job["scr"], job["ds"], job["seed"], job["splits"], job["n_trials"]
@@ -305,7 +346,7 @@ def _run(job: dict, guard) -> dict:
     before = budget_counts(study)
     remaining = max(0, n_trials - before.done)
     print(f"study {name}: {before.done} trials done"
-          + (f" (+{before.repeats} repeats of an evaluated ArchSpec, not counted)" if before.repeats else "")
+          + (f" (+{before.repeats} repeats of an evaluated network, not counted)" if before.repeats else "")
           + f", running {remaining} more (storage {job['storage_shown']}, MLflow {job['tracking_shown']})"
           + (f"; {before.running} running in other workers" if before.running and remaining else "")
           + (f"; {stale} interrupted trial runs closed" if stale else ""), flush=True)
@@ -315,7 +356,7 @@ def _run(job: dict, guard) -> dict:
     def progress(study_) -> str:
         """'k of N done, ETA ..., best feasible ...': the study's total, whoever ran the trials."""
         complete = study_.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        k = sum(1 for t in complete if not is_repeat(t))
+        k = sum(1 for t in complete if not is_free(t))
         per = (time.perf_counter() - clock["start"]) / max(clock["new"], 1)  # repeats cost next to nothing
         eta = max(0, n_trials - k) * per
         feas = [t for t in complete if t.user_attrs.get("feasible")]
@@ -328,9 +369,10 @@ def _run(job: dict, guard) -> dict:
     def report(study_, trial) -> None:
         if trial.state == optuna.trial.TrialState.COMPLETE:
             ua = trial.user_attrs
-            clock["new"] += 0 if is_repeat(trial) else 1
+            clock["new"] += 0 if is_free(trial) else 1
             how = (f"repeat of trial {ua['repeat_of']}, infeasible" if not ua.get("feasible") and is_repeat(trial) else
                    "infeasible, not trained" if not ua.get("feasible") else
+                   f"reused trial {ua['reused_from']}, same network, other fusion" if ua.get("sibling_of") is not None else
                    f"reused trial {ua['reused_from']}" if "reused_from" in ua else f"trained {ua.get('train_seconds', 0):.1f}s")
             acc = f"acc {trial.values[0]:.4f}" if ua.get("feasible") else "not trained"
             print(f"trial {trial.number:>3}  {ua.get('arch_desc', ''):<40} {acc}  "
@@ -350,8 +392,22 @@ def _run(job: dict, guard) -> dict:
     def on_wait_slots(held) -> None:
         print(f"waiting: the last {held} trial(s) of the study are running in other workers", flush=True)
 
+    def on_result(res) -> None:
+        """An ArchSpec that took another fusion's trained network gets its own folded file (the trained
+        layers, its own spec), so `codegen trial=N` builds its C like any other trial's."""
+        if res.reused_from is not None:
+            dst = out / "trials" / res.spec.short_hash() / "folded.npz"
+            src_h = study.trials[res.reused_from].user_attrs.get("arch_hash")
+            src = out / "trials" / str(src_h) / "folded.npz"
+            if not dst.is_file() and src.is_file():
+                from ebnn_core import FoldedModel
+
+                fm = FoldedModel.load(src)
+                FoldedModel(spec=res.spec, layers=fm.layers, meta={**fm.meta, "weights_from": src_h}).save(dst)
+        tracker.on_result(res)
+
     objective = Objective(job["space"], job["input_shape"], job["classes"], job["dev"], job["budgets"],
-                          d["objective_memory"], train_fn, on_start=tracker.on_start, on_result=tracker.on_result,
+                          d["objective_memory"], train_fn, on_start=tracker.on_start, on_result=on_result,
                           on_fail=tracker.on_fail, memory_fn=job["memory_fn"], latency_fn=job["latency_fn"], n_trials=n_trials, guard=guard,
                           on_train=on_train, on_wait=on_wait_spec, max_trials=job["max_trials"])
     rungs = job["rungs"]
@@ -393,7 +449,7 @@ def _run(job: dict, guard) -> dict:
     seconds = time.perf_counter() - t0
     after = budget_counts(study)
     if after.done < n_trials and after.all_done >= job["max_trials"]:
-        print(f"stopped at max_trials={job['max_trials']}: {after.repeats} of the trials repeated an ArchSpec "
+        print(f"stopped at max_trials={job['max_trials']}: {after.repeats} of the trials repeated a network "
               f"already evaluated, {after.done} of n_trials={n_trials} are new (the sampler may have exhausted "
               "the space; widen it or raise max_trials)", flush=True)
     # the whole study's time, not this invocation's: every invocation (and worker) adds its own
@@ -414,7 +470,7 @@ def _run(job: dict, guard) -> dict:
                 return trial_record(t, best.get(t.user_attrs.get("arch_hash")) if feasible(t) else None, fids)
 
             trials = [record(t) for t in completed(study)]
-            n_new = sum(1 for t in completed(study) if not is_repeat(t))
+            n_new = sum(1 for t in completed(study) if not is_free(t))
             feas = [record(t) for t in completed(study) if feasible(t)]
             pareto = [record(t) for t, _ in front(study, rungs)]
             from ebnn_core.paper import rows as paper_rows

@@ -10,9 +10,10 @@ Optuna does not prune multi-objective studies, so the rungs are built here. Rung
 (at least one) of the ArchSpecs that reached rung r - 1, in non-dominated order of their rung r - 1
 figures (accuracy up, the memory objective and latency down; within a front, the more accurate
 first), and trains each at its epochs and training subset. A result is a study user attribute
-`rung<r>:<arch hash>` (val_accuracy, train_seconds, epochs, train_subset, trial): written when its
-training ends, so an interrupted rung phase loses at most the model in training, and the same command
-resumes it. Several workers share the phase: a worker claims a model (`rung<r>:<hash>:claim`, its
+`rung<r>:<network hash>` (val_accuracy, train_seconds, epochs, train_subset, trial; one per network:
+every screened ArchSpec that differs only in fusion, candidate or not, reaches rung r with it) written
+when its training ends, so an interrupted rung phase loses at most the model in training, and the same
+command resumes it. Several workers share the phase: a worker claims a model (`rung<r>:<hash>:claim`, its
 worker id) and re-reads the claim before training (a process's threads claim one at a time; between
 processes a claim written more than CLAIM_SETTLE_S after another's check can still lead to one model
 trained twice, which costs time, never a wrong figure); a claim of a process on this host that is gone, or
@@ -35,7 +36,7 @@ import optuna
 
 from ebnn_core import ArchSpec
 
-from .study import WORKER, completed, feasible, is_repeat
+from .study import WORKER, completed, feasible, is_repeat, network_hash
 
 CLAIM_EXPIRY_S = 3600.0
 CLAIM_SETTLE_S = 1.0
@@ -79,8 +80,13 @@ def parse_rungs(value: Any, key: str = "rungs") -> list[Rung]:
     return out
 
 
-def result_key(index: int, arch_hash: str) -> str:
-    return f"rung{index}:{arch_hash}"
+def result_key(index: int, net_hash: str) -> str:
+    return f"rung{index}:{net_hash}"
+
+
+def _result(attrs: dict, index: int, t: optuna.trial.FrozenTrial) -> dict | None:
+    """The rung result of trial t's network (studies of earlier versions keyed it by the ArchSpec)."""
+    return attrs.get(result_key(index, network_hash(t))) or attrs.get(result_key(index, t.user_attrs["arch_hash"]))
 
 
 def screened(study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:
@@ -115,7 +121,7 @@ def _figures(study: optuna.Study, upto: int) -> dict[str, dict[str, Any]]:
         fig = {"trial": t.number, "val_accuracy": float(t.values[0]), "memory": float(t.values[1]),
                "latency": float(t.values[2]), "rung": 0}
         for r in range(1, upto + 1):
-            res = attrs.get(result_key(r, h))
+            res = _result(attrs, r, t)
             if res is None:
                 break
             fig.update(val_accuracy=float(res["val_accuracy"]), rung=r)
@@ -168,19 +174,26 @@ def run_rungs(study: optuna.Study, rungs: list[Rung], train_at: Callable[[ArchSp
     """Train every rung's candidates that have no result yet; returns how many this worker trained. A rung
     is complete (every candidate has its result, whichever worker trained it) before the next one is
     chosen. train_at(spec, index, rung) -> {"val_accuracy", "train_seconds", ...}; on_start(index, spec,
-    k, n) before a model, on_result(index, hash, record) after."""
+    k, n) before a model, on_result(index, arch hash, record) after, once per screened ArchSpec of the
+    model's network, candidate or not: the network's figure is theirs too (record["trial"]: that
+    ArchSpec's first trial)."""
     trained = 0
     for index, rung in enumerate(rungs, start=1):
-        todo = candidates(study, rungs, index)
         first = screened(study)
+        todo: dict[str, list[str]] = {}  # network hash -> its candidate ArchSpecs (fusions share one model)
+        for h in candidates(study, rungs, index):
+            todo.setdefault(network_hash(first[h]), []).append(h)
+        nets = list(todo)
+        same_net = {n: [h for h in first if network_hash(first[h]) == n] for n in nets}  # candidates or not
         while True:
             attrs = study.user_attrs
-            missing = [h for h in todo if result_key(index, h) not in attrs]
+            missing = [n for n in nets if _result(attrs, index, first[todo[n][0]]) is None]
             if not missing:
                 break
             took = False
-            for h in missing:
-                key = result_key(index, h)
+            for net in missing:
+                h = todo[net][0]
+                key = result_key(index, net)
                 claim_key = key + ":claim"
                 with _CLAIM_LOCK:  # this process's threads check and write a claim one at a time
                     attrs = study.user_attrs
@@ -203,7 +216,7 @@ def run_rungs(study: optuna.Study, rungs: list[Rung], train_at: Callable[[ArchSp
                     t = first[h]
                     spec = ArchSpec.from_dict(t.user_attrs["arch"])
                     if on_start:
-                        on_start(index, spec, todo.index(h) + 1, len(todo))
+                        on_start(index, spec, nets.index(net) + 1, len(nets))
                     info = train_at(spec, index, rung)
                     record = {"val_accuracy": float(info["val_accuracy"]),
                               "train_seconds": float(info["train_seconds"]),
@@ -214,7 +227,8 @@ def run_rungs(study: optuna.Study, rungs: list[Rung], train_at: Callable[[ArchSp
                 trained += 1
                 took = True
                 if on_result:
-                    on_result(index, h, record)
+                    for other in same_net[net]:  # each ArchSpec of the network carries the figure
+                        on_result(index, other, {**record, "trial": first[other].number})
             if not took:
                 sleep(poll_s)  # the rest are in other workers' hands
     return trained

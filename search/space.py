@@ -7,6 +7,12 @@ used to check before a search that some candidate of the space fits at all). Blo
 fit the shrinking feature map are dropped (and a pool too large for its map is removed), so every
 suggestion is a valid ArchSpec; different parameters can thus give the same ArchSpec, which the study
 recognises by its hash and does not train twice.
+
+`filter_growth` (optional): the first conv block draws its filters from `filters`, every later one a
+factor (`c<i>_growth`) and takes the smallest count in `filters` of at least the previous block's times
+that factor (the largest when none is): conv stacks that keep or widen their channels, the shape of
+every hand-designed network of this kind. Without it each block draws its own count, and most deep
+candidates squeeze the features through a 2- to 6-filter block that no training recovers from.
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ from ebnn_core import ArchSpec, ConvBlock, DenseBlock
 
 LIST_KEYS = ("filters", "kernel", "stride", "padding", "pool", "pool_overlap", "fusion", "input_mode", "units")
 RANGE_KEYS = ("conv_blocks", "dense_blocks")
+OPTIONAL_KEYS = ("filter_growth",)
 
 
 class SpaceError(ValueError):
@@ -34,7 +41,11 @@ def check_space(space: dict[str, Any]) -> dict[str, Any]:
         v = space.get(k)
         if not isinstance(v, (list, tuple)) or not v:
             raise SpaceError(f"space.{k}={v}: must be a non-empty list of choices")
-    unknown = set(space) - set(LIST_KEYS) - set(RANGE_KEYS)
+    g = space.get("filter_growth")
+    if g is not None and not (isinstance(g, (list, tuple)) and g and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 1 for x in g)):
+        raise SpaceError(f"space.filter_growth={g}: must be null or a non-empty list of factors >= 1")
+    unknown = set(space) - set(LIST_KEYS) - set(RANGE_KEYS) - set(OPTIONAL_KEYS)
     if unknown:
         raise SpaceError(f"space: unknown keys {sorted(unknown)}")
     return space
@@ -46,8 +57,15 @@ def suggest_arch(trial, space: dict[str, Any], input_shape: tuple[int, int, int]
     mode = trial.suggest_categorical("input_mode", list(space["input_mode"]))
     blocks: list = []
     _, h, w = input_shape
+    growth = space.get("filter_growth")
+    filters = sorted(space["filters"])
+    f = 0
     for i in range(n_conv):
-        f = trial.suggest_categorical(f"c{i}_filters", list(space["filters"]))
+        if growth and i > 0:  # relative: at least the previous block's filters times the factor drawn
+            g = trial.suggest_categorical(f"c{i}_growth", list(growth))
+            f = next((c for c in filters if c >= f * g), filters[-1])
+        else:
+            f = trial.suggest_categorical(f"c{i}_filters", list(space["filters"]))
         k = trial.suggest_categorical(f"c{i}_kernel", list(space["kernel"]))
         s = trial.suggest_categorical(f"c{i}_stride", list(space["stride"]))
         p = min(trial.suggest_categorical(f"c{i}_padding", list(space["padding"])), k - 1)

@@ -6,30 +6,32 @@ latency model's estimate. Hard constraints through `trial.set_constraint`, each 
 to its budget (feasible when <= 0): RAM, flash, latency. The models screen first: a candidate over the
 RAM or flash budget, or whose latency estimate is over the budget by more than the model's stated
 error (`device.latency_tolerance`), is refused unmeasured; the emulator decides the rest. An
-infeasible candidate is never trained. A candidate whose ArchSpec hash an earlier complete
-trial already trained reuses that result.
+infeasible candidate is never trained. A candidate whose network (ArchSpec.network_hash: the ArchSpec
+less its fusion choices, which change RAM and latency but not the function) an earlier complete trial
+already trained reuses that accuracy; its memory and latency are its own.
 
-`n_trials` is the study's total over every worker and every run, counted in ArchSpecs evaluated:
-`run_worker` runs trials until the storage holds `n_trials` COMPLETE trials that are not repeats. A
-repeat (user attribute `repeat_of`: the earlier COMPLETE trial of the same ArchSpec hash) is answered
-from the record in milliseconds and costs no budget; `max_trials` (every trial, repeats included)
+`n_trials` is the study's total over every worker and every run, counted in networks evaluated:
+`run_worker` runs trials until the storage holds `n_trials` COMPLETE trials that are not free. A
+free trial is answered from the record in milliseconds and costs no budget: a repeat (user attribute
+`repeat_of`: the earlier COMPLETE trial of the same ArchSpec hash) or another fusion of a trained
+network (`sibling_of`: the trial that trained it); `max_trials` (every trial, free ones included)
 bounds a sampler that keeps proposing what it has seen. Many workers may share one study (one RDB
 storage); two claims keep them exact:
 
 - The budget. Trial creation is serialised by Optuna (the study row is locked while a trial number is
   assigned), so every trial sees all trials numbered below it. Before anything else a trial counts the
-  COMPLETE trials plus the RUNNING trials numbered below it, leaving out those known to be repeats (a
+  COMPLETE trials plus the RUNNING trials numbered below it, leaving out those known to be free (a
   RUNNING trial counts until it is known); when that reaches `n_trials` (or all of them `max_trials`)
   the budget is spoken for and the trial is PRUNED at once (user attribute `budget=taken`, no
   parameters, no MLflow run). So the trials that go on number at most `n_trials` minus those already
   complete: the highest numbered of them saw every other one RUNNING or COMPLETE. A worker that finds
   the free slots all held by RUNNING trials of other workers waits (they may still fail, or turn out to
-  be repeats) and stops when the study is full.
-- The ArchSpec. A trial writes its decision (user attribute `claim`: the ArchSpec hash when it is
+  be free) and stops when the study is full.
+- The network. A trial writes its decision (user attribute `claim`: the network hash when it is
   feasible, "" when not) before it looks at others; it trains only when no lower-numbered RUNNING trial
-  is undecided or claims the same hash, and no COMPLETE trial trained it. Otherwise it waits and then
+  is undecided or claims the same network, and no COMPLETE trial trained it. Otherwise it waits and then
   reuses the result (or trains, if the other trial failed). Waits point only to lower numbers: no
-  deadlock, and one ArchSpec is never trained by two trials at the same time.
+  deadlock, and one network is never trained by two trials at the same time.
 
 Trials left RUNNING by a killed process are failed by Optuna's heartbeat (another worker or the next
 run does it) and their slot is run again; the FAIL-ed trial keeps its number. Each trial's sampler
@@ -62,6 +64,7 @@ GRACE_S = 30
 POLL_S = 2.0
 CLAIM_ATTR = "claim"
 REPEAT_ATTR = "repeat_of"  # a trial of an ArchSpec an earlier COMPLETE trial evaluated: no budget used
+SIBLING_ATTR = "sibling_of"  # another ArchSpec of a network an earlier trial trained (other fusion): no budget
 WORKER = f"{socket.gethostname()}:{os.getpid()}"  # user attribute `worker` of each trial
 
 
@@ -152,6 +155,7 @@ def make_sampler(cfg: dict[str, Any], seed: int) -> optuna.samplers.BaseSampler:
     name = check_sampler(cfg).get("name")
     if name == "tpe":
         group = bool(cfg.get("group", False))
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # multivariate, group
         sampler = SeededTPESampler(seed=seed, n_startup_trials=int(cfg.get("n_startup_trials", 10)),
                                    multivariate=bool(cfg.get("multivariate", False)) or group, group=group)
     elif name == "nsga2":
@@ -218,11 +222,24 @@ def is_repeat(t: optuna.trial.FrozenTrial) -> bool:
     return t.user_attrs.get(REPEAT_ATTR) is not None
 
 
+def is_free(t: optuna.trial.FrozenTrial) -> bool:
+    """A trial that uses no budget: a repeat, or an ArchSpec whose network another trial trained."""
+    return is_repeat(t) or t.user_attrs.get(SIBLING_ATTR) is not None
+
+
+def network_hash(t: optuna.trial.FrozenTrial) -> str | None:
+    """The trial's network hash (ArchSpec.network_hash; computed for trials of older versions)."""
+    h = t.user_attrs.get("net_hash")
+    if h is None and t.user_attrs.get("arch") is not None:
+        h = ArchSpec.from_dict(t.user_attrs["arch"]).network_hash()
+    return h
+
+
 @dataclass(frozen=True)
 class Counts:
     """A study's trials, read in one query: `done` COMPLETE and `running` RUNNING ones that are not
-    repeats (they use up n_trials; a RUNNING trial counts until it is known to repeat), `repeats`
-    COMPLETE repeats, and every COMPLETE and RUNNING trial (`all_done`, `all_running`: max_trials)."""
+    free (they use up n_trials; a RUNNING trial counts until it is known to be free), `repeats`
+    COMPLETE free trials (repeats and other fusions of a trained network), and every COMPLETE and RUNNING trial (`all_done`, `all_running`: max_trials)."""
     done: int
     running: int
     repeats: int
@@ -234,8 +251,8 @@ def budget_counts(study: optuna.Study) -> Counts:
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     running = [t for t in trials if t.state == TrialState.RUNNING]
-    repeats = sum(1 for t in complete if is_repeat(t))
-    return Counts(len(complete) - repeats, sum(1 for t in running if not is_repeat(t)), repeats,
+    repeats = sum(1 for t in complete if is_free(t))
+    return Counts(len(complete) - repeats, sum(1 for t in running if not is_free(t)), repeats,
                   len(complete), len(running))
 
 
@@ -348,36 +365,40 @@ class Objective:
             return
         trials = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
         lower = [t for t in trials if t.state == TrialState.COMPLETE or t.number < trial.number]
-        held = sum(1 for t in lower if not is_repeat(t))
+        held = sum(1 for t in lower if not is_free(t))
         if held >= self.n_trials or (self.max_trials is not None and len(lower) >= self.max_trials):
             trial.set_user_attr("budget", "taken")
             raise optuna.TrialPruned(f"the study's {self.n_trials} trials are complete or running elsewhere")
 
     @staticmethod
-    def _complete_with(trial: optuna.trial.Trial, arch_hash: str, trained: bool) -> optuna.trial.FrozenTrial | None:
-        """The first COMPLETE trial of this ArchSpec (that trained it, when `trained`), or None."""
+    def _complete_with(trial: optuna.trial.Trial, arch_hash: str | None = None,
+                       net_hash: str | None = None) -> optuna.trial.FrozenTrial | None:
+        """The first COMPLETE trial of this ArchSpec (arch_hash), or the first that trained this network
+        (net_hash, any fusion), or None."""
         for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if t.user_attrs.get("arch_hash") == arch_hash and (t.user_attrs.get("trained") or not trained):
+            if arch_hash is not None and t.user_attrs.get("arch_hash") == arch_hash:
+                return t
+            if net_hash is not None and t.user_attrs.get("trained") and network_hash(t) == net_hash:
                 return t
         return None
 
-    def _wait_for_spec(self, trial: optuna.trial.Trial, arch_hash: str) -> optuna.trial.FrozenTrial | None:
-        """The ArchSpec claim (module doc): a COMPLETE trial that trained arch_hash, or None when this
-        trial is the one to train it. Waits while a lower RUNNING trial is undecided or claims it."""
+    def _wait_for_spec(self, trial: optuna.trial.Trial, net_hash: str) -> optuna.trial.FrozenTrial | None:
+        """The network claim (module doc): a COMPLETE trial that trained the network net_hash, or None when
+        this trial is the one to train it. Waits while a lower RUNNING trial is undecided or claims it."""
         told = False
         while True:
             trials = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
             for t in trials:
-                if (t.state == TrialState.COMPLETE and t.user_attrs.get("arch_hash") == arch_hash
-                        and t.user_attrs.get("trained")):
+                if (t.state == TrialState.COMPLETE and t.user_attrs.get("trained")
+                        and network_hash(t) == net_hash):
                     return t
             blockers = [t for t in trials if t.state == TrialState.RUNNING and t.number < trial.number
-                        and t.user_attrs.get(CLAIM_ATTR, None) in (None, arch_hash)]
+                        and t.user_attrs.get(CLAIM_ATTR, None) in (None, net_hash)]
             if not blockers:
                 return None
             if self.on_wait and not told:
                 b = blockers[0]
-                why = (f"trial {b.number} is training the same ArchSpec" if b.user_attrs.get(CLAIM_ATTR) == arch_hash
+                why = (f"trial {b.number} is training the same network" if b.user_attrs.get(CLAIM_ATTR) == net_hash
                        else f"trial {b.number} has not chosen its ArchSpec yet")
                 self.on_wait(trial, why)
                 told = True
@@ -416,25 +437,37 @@ class Objective:
         trial.set_user_attr("latency_source", source)
         trial.set_user_attr("arch", spec.to_dict())
         trial.set_user_attr("arch_hash", spec.short_hash())
+        trial.set_user_attr("net_hash", spec.network_hash())
         trial.set_user_attr("arch_desc", spec.describe())
         trial.set_user_attr("feasible", ok)
-        trial.set_user_attr(CLAIM_ATTR, spec.short_hash() if ok else "")  # decided: written before looking
+        trial.set_user_attr(CLAIM_ATTR, spec.network_hash() if ok else "")  # decided: written before looking
         if self.on_start:
             self.on_start(trial)
         result = TrialResult(trial.number, spec, metrics, viol, ok, dict(trial.params), latency_source=source)
         if not ok:
-            seen = self._complete_with(trial, spec.short_hash(), trained=False)
+            seen = self._complete_with(trial, arch_hash=spec.short_hash())
             if seen is not None:  # scored before: a repeat, no budget used
                 trial.set_user_attr(REPEAT_ATTR, seen.number)
             metrics["val_accuracy"] = 0.0
             metrics["scoring_ms"] = (time.perf_counter() - t0) * 1000
         else:
-            prior = self._complete_with(trial, spec.short_hash(), trained=True)
-            if prior is not None:  # said at once, so other workers' budget claims see it
-                trial.set_user_attr(REPEAT_ATTR, prior.number)
-            prior = prior or self._wait_for_spec(trial, spec.short_hash())
+            net = spec.network_hash()
+            prior = self._complete_with(trial, net_hash=net)
+
+            def free(p: optuna.trial.FrozenTrial) -> None:  # said at once, so other workers' budget claims see it
+                if REPEAT_ATTR in trial.user_attrs or SIBLING_ATTR in trial.user_attrs:
+                    return
+                same = self._complete_with(trial, arch_hash=spec.short_hash())
+                if same is not None:
+                    trial.set_user_attr(REPEAT_ATTR, same.number)
+                else:
+                    trial.set_user_attr(SIBLING_ATTR, p.number)
+
             if prior is not None:
-                trial.set_user_attr(REPEAT_ATTR, prior.number)
+                free(prior)
+            prior = prior or self._wait_for_spec(trial, net)
+            if prior is not None:
+                free(prior)
                 result.reused_from = prior.number
                 for k in ("val_accuracy", "train_seconds"):
                     metrics[k] = float(prior.user_attrs.get(k, 0.0))

@@ -7,6 +7,7 @@ servers run on 127.0.0.1 on free ports and are stopped by process group in teard
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,23 +19,23 @@ import pytest
 from optuna.trial import TrialState
 
 from search.servers import MlflowServer, PostgresServer
-from search.study import Budgets, Objective, is_repeat, open_study, run_worker
+from search.study import Budgets, Objective, is_free, open_study, run_worker
 
 from .conftest import ROOT, run_cli
 from .test_resources import device
 
 STUDY = "mnist-curie-ram15-lat1000-smoke"
-SMALL_SPACE = {"conv_blocks": [0, 0], "dense_blocks": [0, 1], "units": [16, 32], "input_mode": ["binary", "uint8"],
-               "filters": [4], "kernel": [3], "stride": [1], "padding": [0], "pool": [0], "pool_overlap": [False],
-               "fusion": ["recompute"]}
+SMALL_SPACE = {"conv_blocks": [0, 1], "dense_blocks": [0, 1], "units": [16, 32], "input_mode": ["binary", "uint8"],
+               "filters": [4], "kernel": [3], "stride": [1], "padding": [0], "pool": [2], "pool_overlap": [False],
+               "fusion": ["recompute", "rowbuffer", "unfused"]}  # 12 networks, 6 of them in 3 fusions
 
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # PartialFixedSampler
 def test_workers_in_threads_keep_the_total_and_never_train_one_archspec_twice(tmp_path):
-    """4 workers (threads, each with its own storage connection) on one SQLite study of a space with only 6
-    ArchSpecs, n_trials=6, max_trials=14: never more than n_trials new ArchSpecs nor max_trials trials, the
-    study full by one of the two, each ArchSpec trained once, never two trainings of one ArchSpec at the
-    same time, the repeats reuse the result."""
+    """4 workers (threads, each with its own storage connection) on one SQLite study of a space with only 12
+    networks (24 ArchSpecs: fusions), n_trials=6, max_trials=14: never more than n_trials new networks nor
+    max_trials trials, the study full by one of the two, each network trained once, never two trainings of
+    one network at the same time, repeats and other fusions reuse the result."""
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     n_trials, max_trials = 6, 14
     lock = threading.Lock()
@@ -44,7 +45,7 @@ def test_workers_in_threads_keep_the_total_and_never_train_one_archspec_twice(tm
         t0 = time.monotonic()
         time.sleep(0.4)
         with lock:
-            trainings.append((spec.short_hash(), t0, time.monotonic()))
+            trainings.append((spec.network_hash(), t0, time.monotonic()))
         return {"val_accuracy": 0.5, "train_seconds": 0.4}
 
     from search.study import make_sampler
@@ -57,6 +58,9 @@ def test_workers_in_threads_keep_the_total_and_never_train_one_archspec_twice(tm
             if i < 2:  # two workers propose one ArchSpec every time: repeats, and waits on one another, for sure
                 sampler = optuna.samplers.PartialFixedSampler(
                     {"conv_blocks": 0, "dense_blocks": 0, "input_mode": "binary"}, sampler)
+            elif i == 2:  # one network in its three fusions: other fusions wait for it, then reuse it
+                sampler = optuna.samplers.PartialFixedSampler(
+                    {"conv_blocks": 1, "dense_blocks": 0, "input_mode": "uint8"}, sampler)
             study, _ = open_study("threads", url, sampler)
             obj = Objective(SMALL_SPACE, (1, 28, 28), 10, device("curie"), Budgets(64 * 1024, None, None),
                             "ram_bytes", train_fn, n_trials=n_trials, poll_s=0.1, max_trials=max_trials)
@@ -74,21 +78,22 @@ def test_workers_in_threads_keep_the_total_and_never_train_one_archspec_twice(tm
     trials = study.trials
     assert [t.number for t in trials] == list(range(len(trials)))
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    new = [t for t in complete if not is_repeat(t)]
+    new = [t for t in complete if not is_free(t)]
     assert len(new) <= n_trials and len(complete) <= max_trials
     assert len(new) == n_trials or len(complete) == max_trials
-    assert len({t.user_attrs["arch_hash"] for t in new}) == len(new)
+    assert len({t.user_attrs["net_hash"] for t in new}) == len(new)
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     for t in trials:
         if t.state == TrialState.PRUNED:  # lost the race for the last slots: never sampled, never trained
             assert t.user_attrs.get("budget") == "taken" and not t.params
     hashes = [h for h, _, _ in trainings]
-    assert len(hashes) == len(set(hashes)), "an ArchSpec was trained twice"
-    trained = {t.user_attrs["arch_hash"] for t in complete if t.user_attrs.get("trained")}
+    assert len(hashes) == len(set(hashes)), "a network was trained twice"
+    trained = {t.user_attrs["net_hash"] for t in complete if t.user_attrs.get("trained")}
     assert trained == set(hashes)
     for t in complete:  # every other trial reused a trained one
         if not t.user_attrs.get("trained"):
-            assert study.trials[t.user_attrs["reused_from"]].user_attrs["arch_hash"] == t.user_attrs["arch_hash"]
+            assert study.trials[t.user_attrs["reused_from"]].user_attrs["net_hash"] == t.user_attrs["net_hash"]
+    assert any(t.user_attrs.get("sibling_of") is not None for t in complete)  # another fusion was reused
     assert len({t.user_attrs["worker"] for t in complete}) == 1  # threads share a process id
     assert len(complete) > len(trained)  # the fixed workers' repeats: the claims were exercised
 
@@ -140,10 +145,12 @@ def servers():
     pg.stop()
 
 
-def _reader(proc, lines, event):
+def _reader(proc, lines, event, training):
     for line in proc.stdout:
         lines.append(line)
-        if line.startswith("trial   0  training"):  # trial 0 of seed 0: a few seconds of training
+        m = re.match(r"trial +(\d+)  training", line)  # a few seconds of training
+        if m and not event.is_set():
+            training.append(int(m.group(1)))
             event.set()
     proc.stdout.close()
 
@@ -155,26 +162,26 @@ def test_three_workers_on_postgresql_one_killed(tmp_path, servers):
     args = ["search", "profile=smoke", "progress=false", f"n_trials={n_trials}", f"storage={pg.url}",
             f"mlflow.tracking_uri={ml.url}", f"paths.artifacts={art}", "screening.train_subset=10000"]
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    procs, outputs, events, readers = [], [], [], []
+    procs, outputs, events, readers, training = [], [], [], [], [[], [], []]
     for i in range(3):  # started together: fresh storage, fresh experiment
         p = subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=ROOT, env=env, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         lines, ev = [], threading.Event()
-        th = threading.Thread(target=_reader, args=(p, lines, ev), daemon=True)
+        th = threading.Thread(target=_reader, args=(p, lines, ev, training[i]), daemon=True)
         th.start()
         procs.append(p), outputs.append(lines), events.append(ev), readers.append(th)
     try:
         deadline = time.monotonic() + 300
         victim = None
         while victim is None:
-            assert time.monotonic() < deadline, "no worker started training trial 0"
+            assert time.monotonic() < deadline, "no worker started training a trial"
             for i, ev in enumerate(events):
                 if ev.is_set():
                     victim = i
                     break
             time.sleep(0.1)
         time.sleep(0.5)  # mid-training (asserted below: the trial never completed)
-        killed_trial = 0
+        killed_trial = training[victim][0]
         os.killpg(procs[victim].pid, signal.SIGKILL)
         procs[victim].wait(timeout=30)
         for i, p in enumerate(procs):
@@ -200,11 +207,11 @@ def test_three_workers_on_postgresql_one_killed(tmp_path, servers):
     # the last slot) keep theirs; COMPLETE ones are what n_trials counts
     assert sorted(states) == list(range(len(trials)))
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert sum(not is_repeat(t) for t in complete) == n_trials
+    assert sum(not is_free(t) for t in complete) == n_trials
     assert set(states.values()) <= {TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED}
     assert len({t.user_attrs["worker"] for t in complete}) >= 2  # the work was shared
-    trained = [t.user_attrs["arch_hash"] for t in complete if t.user_attrs.get("trained")]
-    assert len(trained) == len(set(trained)), "an ArchSpec was trained twice"
+    trained = [t.user_attrs["net_hash"] for t in complete if t.user_attrs.get("trained")]
+    assert len(trained) == len(set(trained)), "a network was trained twice"
 
     from mlflow.tracking import MlflowClient
 

@@ -161,7 +161,7 @@ def test_device_latency_tolerance_is_checked():
 
 def _random_space_specs(dev, n: int, seed: int):
     """Random ArchSpecs of the default search space on MNIST that fit the device's RAM budget (static RAM
-    within the 2 KB part's data region on AVR), none bigger than the calibration measures."""
+    within the 2 KB part's data region on AVR) and flash, none bigger than the calibration measures."""
     from ebnn_core import memory_plan, total_ops
     from search.space import RandomChooser, suggest_arch
 
@@ -173,7 +173,8 @@ def _random_space_specs(dev, n: int, seed: int):
         spec = suggest_arch(chooser, space, (1, 28, 28), 10)
         mem = memory_plan(spec, dev)
         ram = mem.ram_bytes - mem.stack_bytes if small else mem.ram_bytes
-        if spec.short_hash() in seen or ram > budget or total_ops(spec).total > 2_500_000:
+        if (spec.short_hash() in seen or ram > budget or mem.flash_bytes > dev.flash_kb * 1024
+                or total_ops(spec).total > 2_500_000):
             continue
         seen.add(spec.short_hash())
         out.append(spec)

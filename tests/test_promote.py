@@ -116,6 +116,49 @@ def test_promote_resumes_after_a_kill_without_retraining(searched, tmp_path):
     assert len(json.loads((art / "promote" / STUDY / "promoted.json").read_text())["models"]) >= 2
 
 
+def test_two_fusions_of_one_network_train_once_and_both_run_bit_exact(searched, tmp_path):
+    """A front holding one network in two fusions: promote trains it once; both models carry the same
+    weights and accuracy, their own fusion, RAM and C, and each C equals the reference on the test set."""
+    art = _copy(searched, tmp_path)
+    pj = art / "search" / STUDY / "pareto.json"
+    doc = json.loads(pj.read_text())
+    base = doc["pareto"][0]
+    from ebnn_core import ArchSpec
+
+    entries = []
+    for n, fusion in ((900, "recompute"), (901, "rowbuffer")):
+        spec = ArchSpec.from_dict({"input_shape": [1, 28, 28], "classes": 10, "input_mode": "uint8", "blocks": [
+            {"kind": "conv", "filters": 4, "kernel": 3, "pool": 2, "fusion": fusion}]})
+        entries.append({**base, "number": n, "arch": spec.to_dict(), "arch_hash": spec.short_hash(),
+                        "arch_desc": spec.describe()})
+    doc["pareto"] = entries
+    pj.write_text(json.dumps(doc))
+    r = run_cli("promote", "profile=smoke", *FAST, f"paths.artifacts={art}")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("training 1 epochs") == 1 and "(another fusion)" in r.stdout
+    models = json.loads((art / "promote" / STUDY / "promoted.json").read_text())["models"]
+    assert [m["arch_desc"] for m in models] == ["u8-C4k3P2r", "u8-C4k3P2b"]
+    assert models[0]["test_accuracy"] == models[1]["test_accuracy"] and models[0]["ram_bytes"] != models[1]["ram_bytes"]
+    from ebnn_core import FoldedModel
+
+    a, b = (FoldedModel.load(m["folded"]) for m in models)
+    assert [x.spec.short_hash() for x in (a, b)] == [m["arch_hash"] for m in models]
+    assert all(np.array_equal(la.weights, lb.weights) for la, lb in zip(a.layers, b.layers))
+    said = json.loads((art / "promote" / STUDY / models[1]["arch_hash"] / "metrics.json").read_text())
+    assert said["weights_from"] == models[0]["arch_hash"] == b.meta["weights_from"] and said["train_seconds"] == 0
+    # the sibling lost, its network promoted before: made again from that file, nothing trained
+    shutil.rmtree(art / "promote" / STUDY / models[1]["arch_hash"])
+    r = run_cli("promote", "profile=smoke", *FAST, f"paths.artifacts={art}")
+    assert r.returncode == 0 and "training" not in r.stdout and "(another fusion)" in r.stdout, r.stdout + r.stderr
+    again = FoldedModel.load(art / "promote" / STUDY / models[1]["arch_hash"] / "folded.npz")
+    assert all(np.array_equal(la.weights, lb.weights) for la, lb in zip(a.layers, again.layers))
+    r = run_cli("codegen", "profile=smoke", "promoted=all", f"paths.artifacts={art}")
+    assert r.returncode == 0, r.stderr
+    for m in models:
+        r = run_cli("validate", f"lib={art / 'c' / STUDY / m['arch_hash']}", "devices=[host]", f"paths.artifacts={art}")
+        assert r.returncode == 0 and "host: ok, 10000 images" in r.stdout, r.stdout + r.stderr
+
+
 def test_bad_input_one_line_exit_2(searched, tmp_path):
     r = run_cli("promote", "profile=smoke", f"paths.artifacts={tmp_path}")
     assert r.returncode == 2 and f"study_name={STUDY}: no study there" in r.stderr

@@ -1,6 +1,7 @@
 """The search stage end to end on the smoke profile, its resumption, interrupts, and its input errors."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import pytest
 
 from ebnn_core import ArchSpec
 from search.space import RandomChooser, SmallestChooser, suggest_arch
-from search.study import Budgets, Objective, is_repeat
+from search.study import Budgets, Objective, is_free
 
 from .conftest import ROOT, run_cli
 from .test_resources import device
@@ -23,6 +24,24 @@ def _space():
     import yaml
 
     return yaml.safe_load((ROOT / "conf" / "space" / "default.yaml").read_text())
+
+
+def test_filter_growth_keeps_or_widens_the_channels():
+    space = {**_space(), "filters": [4, 8, 16, 32], "filter_growth": [1, 2], "conv_blocks": [3, 3], "dense_blocks": [0, 0], "kernel": [2],
+             "stride": [1], "padding": [1], "pool": [0]}
+    rnd = RandomChooser(1)
+    seen = set()
+    for _ in range(200):
+        spec = suggest_arch(rnd, space, (1, 28, 28), 10)
+        f = [b.filters for b in spec.blocks]
+        assert len(f) == 3 and f == sorted(f) and all(b <= 2 * a or b == 4 for a, b in zip(f, f[1:]))
+        seen.add(tuple(f))
+    assert (4, 8, 16) in seen and (32, 32, 32) in seen and (8, 8, 16) in seen
+    from search.space import SpaceError, check_space
+
+    for bad in ([], [0.5], ["x"], 2, [True]):
+        with pytest.raises(SpaceError, match=r"space.filter_growth="):
+            check_space({**_space(), "filter_growth": bad})
 
 
 def test_every_suggestion_is_a_valid_archspec():
@@ -71,6 +90,40 @@ def test_a_repeated_archspec_does_not_use_up_n_trials(tmp_path):
     run_worker(study, obj3, 3, max_trials=obj3.max_trials, poll_s=0.01)
     c = budget_counts(study)
     assert c.done == 2 and c.all_done == obj3.max_trials and len(calls) == 2
+
+
+def test_another_fusion_of_a_trained_network_is_not_trained_and_uses_no_budget(tmp_path):
+    """One conv block with pooling, 2 networks x 3 fusions, n_trials=3 (more than there are networks): each
+    network trains once, every other fusion is answered with its network's accuracy (its own RAM and
+    latency) and counts no budget, so the study runs on to max_trials with 2 trials counted."""
+    from search.study import budget_counts, is_free, run_worker
+
+    calls = []
+
+    def train_fn(spec):
+        calls.append(spec.network_hash())
+        return {"val_accuracy": 0.5 + len(calls) / 10, "train_seconds": 0.1}
+
+    space = {**_space(), "conv_blocks": [1, 1], "dense_blocks": [0, 0], "filters": [4], "kernel": [3],
+             "stride": [1], "padding": [0], "pool": [2, 3], "pool_overlap": [False], "input_mode": ["uint8"]}
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"],
+                                storage=f"sqlite:///{tmp_path / 'o.db'}", sampler=optuna.samplers.RandomSampler(seed=1))
+    obj = Objective(space, (1, 28, 28), 10, device("curie"), Budgets(15 * 1024, None, None), "ram_bytes", train_fn,
+                    n_trials=3, max_trials=30)
+    run_worker(study, obj, 3, max_trials=30, poll_s=0.01)
+    assert len(calls) == len(set(calls)) == 2 and budget_counts(study).done == 2
+    trials = study.trials
+    assert len(trials) == 30 and len({t.user_attrs["arch_hash"] for t in trials}) == 6
+    siblings = [t for t in trials if t.user_attrs.get("sibling_of") is not None]
+    assert siblings and all(is_free(t) for t in siblings)
+    assert len({t.user_attrs["arch_hash"] for t in trials}) > 2
+    for t in siblings:
+        src = trials[t.user_attrs["sibling_of"]]
+        assert src.user_attrs["trained"] and "trained" not in t.user_attrs
+        assert src.user_attrs["net_hash"] == t.user_attrs["net_hash"]
+        assert src.user_attrs["arch_hash"] != t.user_attrs["arch_hash"]
+        assert t.values[0] == src.values[0]
+    assert {t.values[1] for t in siblings} - {t.values[1] for t in trials if t.user_attrs.get("trained")}
 
 
 def test_budgets_relative_violations():
@@ -183,7 +236,7 @@ def test_smoke_search_end_to_end_and_resume(tmp_path):
         assert ("not trained" in line) == (not t.user_attrs["feasible"]), line
     trials = study.trials
     assert len(lines) == len(trials)  # one line per trial, repeats included
-    assert sum(not is_repeat(t) for t in trials) == 6 and all(t.state == optuna.trial.TrialState.COMPLETE
+    assert sum(not is_free(t) for t in trials) == 6 and all(t.state == optuna.trial.TrialState.COMPLETE
                                                               for t in trials)
     budget = 15 * 1024
     for t in trials:
@@ -199,23 +252,29 @@ def test_smoke_search_end_to_end_and_resume(tmp_path):
     # the smoke profile's rung: the top third of the screened ArchSpecs trained again (2 epochs), each
     # figure with its fidelity; the front is over each ArchSpec's highest rung
     from search.rungs import best_figures, candidates, front, parse_rungs, result_key, screened
+    from search.study import network_hash
+
+    net = {t.user_attrs["arch_hash"]: network_hash(t) for t in trials}
+    first_trial = screened(study)
 
     rungs = parse_rungs([{"epochs": 2, "train_subset": 5000, "top": 0.34}])
     went_on = candidates(study, rungs, 1)
+    went_nets = {net[h] for h in went_on}
     assert 1 <= len(went_on) < len(screened(study))
     assert [p["number"] for p in doc["pareto"]] == [t.number for t, _ in front(study, rungs)]
     best = best_figures(study, rungs)
     for p in doc["pareto"]:
         h = p["arch_hash"]
-        rec = study.user_attrs.get(result_key(1, h))
-        if h in went_on:
+        rec = study.user_attrs.get(result_key(1, net[h]))
+        if net[h] in went_nets:  # a candidate, or another fusion of one: the network's rung figure
             assert p["fidelity"] == {"name": "rung1", "epochs": 2, "train_subset": 5000}
             assert p["metrics"]["val_accuracy"] == rec["val_accuracy"] == best[h]["val_accuracy"]
             assert p["metrics"]["screening_val_accuracy"] == study.trials[p["number"]].values[0]
-            assert (art / "search" / STUDY / "trials" / h / "rung1" / "folded.npz").is_file()
+            assert any((art / "search" / STUDY / "trials" / o / "rung1" / "folded.npz").is_file()
+                       for o in net if net[o] == net[h])  # saved once per network
         else:
             assert rec is None and p["fidelity"]["name"] == "screening"
-    assert f"rung 1 (2 epochs): training 1 of {len(went_on)}" in r.stdout
+    assert f"rung 1 (2 epochs): training 1 of {len(went_nets)}" in r.stdout
 
     tracking = f"sqlite:///{art}/mlflow.db"
     runs = _mlflow_trial_runs(tracking)
@@ -233,10 +292,12 @@ def test_smoke_search_end_to_end_and_resume(tmp_path):
         # an untrained (infeasible) trial has no accuracy in MLflow, rather than a 0 that sorts as a result
         assert ("val_accuracy" in run.data.metrics) == bool(t.user_attrs["feasible"])
         assert set(run.data.params) == {"arch_hash", "arch_desc", "input_mode", "n_blocks"}  # the table stays narrow
-        went = t.user_attrs["arch_hash"] in went_on and "reused_from" not in t.user_attrs and not is_repeat(t)
+        h = t.user_attrs["arch_hash"]
+        # each feasible ArchSpec's first trial carries its network's rung figure
+        went = net[h] in went_nets and h in first_trial and first_trial[h].number == t.number
         assert ("val_accuracy_rung1" in run.data.metrics) == went
         if went:
-            assert run.data.metrics["val_accuracy_rung1"] == study.user_attrs[result_key(1, t.user_attrs["arch_hash"])]["val_accuracy"]
+            assert run.data.metrics["val_accuracy_rung1"] == study.user_attrs[result_key(1, net[h])]["val_accuracy"]
             assert run.data.tags["fidelity"] == "rung1 (2 epochs, train_subset 5000)"
     assert (art / "search" / STUDY / "pareto.png").stat().st_size > 1000
     assert "<svg" in (art / "search" / STUDY / "pareto.html").read_text()
@@ -287,7 +348,7 @@ def test_smoke_search_end_to_end_and_resume(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "6 trials done, running 2 more" in r.stdout
     study = _load(art)
-    assert sum(not is_repeat(t) for t in study.trials) == 8
+    assert sum(not is_free(t) for t in study.trials) == 8
     for t in study.trials[:len(trials)]:
         assert (t.values, t.params) == before[t.number]
     assert len(_mlflow_trial_runs(tracking)) == len(study.trials)
@@ -299,6 +360,12 @@ def test_smoke_search_end_to_end_and_resume(tmp_path):
     # and once more at the same total: nothing to do, nothing lost
     r = run_cli(*args, "n_trials=8")
     assert r.returncode == 0 and "running 0 more" in r.stdout
+    assert len(_load(art).trials) == len(study.trials)
+    # a study keeps its space: another one is refused before any trial, naming the key
+    r = run_cli(*args, "n_trials=9", "space.filter_growth=[1]")
+    assert r.returncode == 2 and (
+        f"space.filter_growth=[1]: the study {STUDY} was searched with space.filter_growth=[1, 2]; keep the space "
+        "or choose another study_name") in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert len(_load(art).trials) == len(study.trials)
     # another memory objective is another study: refused, nothing added
     r = run_cli(*args, "n_trials=9", "objective_memory=model_bytes")
@@ -329,38 +396,45 @@ def test_signal_during_training_fails_the_trial_and_resumes(tmp_path, sig):
     p = subprocess.Popen([sys.executable, "-m", "pipeline", *args, "n_trials=3"], cwd=ROOT,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     t0 = time.time()
-    for line in p.stdout:  # trial 0 of seed 0 trains for seconds
-        if line.startswith("trial   0  training"):
+    n = None
+    for line in p.stdout:  # the first trial that trains (the ones before it were infeasible) takes seconds
+        m = re.match(r"trial +(\d+)  training", line)
+        if m:
+            n = int(m.group(1))
             break
         assert time.time() - t0 < 300
+    assert n is not None, "no trial trained"
     time.sleep(0.5)
     p.send_signal(sig)
     out, err = p.communicate(timeout=120)
     name = signal.Signals(sig).name
     assert p.returncode == 128 + sig, err
     lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-    assert lines == [f"interrupted by {name}: trial 0 failed (its MLflow run KILLED); "
+    assert lines == [f"interrupted by {name}: trial {n} failed (its MLflow run KILLED); "
                      "the same command resumes the study"], err
     study = _load(art)
-    assert [(t.number, t.state) for t in study.trials] == [(0, optuna.trial.TrialState.FAIL)]
+    assert [(t.number, t.state) for t in study.trials] == \
+        [(i, optuna.trial.TrialState.COMPLETE) for i in range(n)] + [(n, optuna.trial.TrialState.FAIL)]
     tracking = f"sqlite:///{art}/mlflow.db"
-    (run,) = _mlflow_runs(tracking, "trial")
-    assert run.info.status == "KILLED" and run.data.tags["trial_number"] == "0"
-    assert run.data.tags["error"].startswith("Interrupted")
+    runs = {r.data.tags["trial_number"]: r for r in _mlflow_runs(tracking, "trial")}
+    assert sorted(runs, key=int) == [str(i) for i in range(n + 1)]
+    run = runs[str(n)]
+    assert run.info.status == "KILLED" and run.data.tags["error"].startswith("Interrupted")
+    assert all(runs[str(i)].info.status == "FINISHED" for i in range(n))
     (parent,) = _mlflow_runs(tracking, "study")
     assert parent.info.status == "KILLED"
     if sig == signal.SIGTERM:
         return
-    r = run_cli(*args, "n_trials=2")  # resume: the failed trial keeps its number, its slot is run again
+    r = run_cli(*args, f"n_trials={n + 2}")  # resume: the failed trial keeps its number, its slot is run again
     assert r.returncode == 0, r.stderr
-    assert "0 trials done, running 2 more" in r.stdout
+    assert f"{n} trials done, running 2 more" in r.stdout
     study = _load(art)
     states = [t.state for t in study.trials]
-    assert states[0] == optuna.trial.TrialState.FAIL and states.count(optuna.trial.TrialState.COMPLETE) == 2
+    assert states[n] == optuna.trial.TrialState.FAIL and states.count(optuna.trial.TrialState.COMPLETE) == n + 2
     runs = _mlflow_runs(tracking, "trial")
     assert sorted(int(r.data.tags["trial_number"]) for r in runs) == [t.number for t in study.trials]
-    assert {int(r.data.tags["trial_number"]): r.info.status for r in runs}[0] == "KILLED"
-    assert all(r.info.status == "FINISHED" for r in runs if r.data.tags["trial_number"] != "0")
+    assert {int(r.data.tags["trial_number"]): r.info.status for r in runs}[n] == "KILLED"
+    assert all(r.info.status == "FINISHED" for r in runs if r.data.tags["trial_number"] != str(n))
     (parent,) = _mlflow_runs(tracking, "study")
     assert parent.info.status == "FINISHED"
 
@@ -475,3 +549,29 @@ def test_other_samplers_run(tmp_path, sampler):
     assert doc["n_trials"] == 3 and doc["budgets"]["latency_ms"] == 20
     for p in doc["pareto"]:
         assert p["metrics"]["ram_bytes"] <= 16 * 1024 and p["metrics"]["latency_ms_est"] <= 20
+
+
+def test_a_study_of_an_earlier_version_is_checked_against_its_trials_space():
+    """A study without the `space` attribute (made before it existed): its trials' parameter choices are
+    compared with the space; another space is refused naming the key (Optuna would refuse the changed
+    choices with a traceback at the first trial), the same one is recorded."""
+    from pipeline.errors import UserError
+    from pipeline.search import _same_space
+
+    space = _space()
+    old = {k: v for k, v in space.items() if k != "filter_growth"}
+    old["filters"] = [2, 4, 8]
+    for study_space, ok in ((old, False), (space, True)):
+        study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+        study.sampler = optuna.samplers.RandomSampler(seed=0)
+        for _ in range(10):
+            tr = study.ask()
+            suggest_arch(tr, study_space, (1, 28, 28), 10)
+            study.tell(tr, [0.5, 1.0, 1.0])
+        if ok:
+            _same_space(study, space, "s")
+            assert study.user_attrs["space"]["filters"] == space["filters"]
+        else:
+            with pytest.raises(UserError, match=r"space\.\w+=.*: the study s was searched with space\."):
+                _same_space(study, space, "s")
+            assert "space" not in study.user_attrs

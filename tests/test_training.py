@@ -129,3 +129,22 @@ def test_teacher_is_cached_reused_and_deterministic(mnist, tmp_path, monkeypatch
     assert torch.equal(a, b) and not torch.equal(a, _recipe_weights(mnist, R.Recipe(), 1))
     with pytest.raises(ValueError, match="needs a teacher"):
         _recipe_weights(mnist, rec, 1)
+
+
+def test_float_twin_has_the_bnn_layers_and_trains_deterministically(mnist):
+    """bench/float_baseline.py's float network: the BNN's conv and dense weights in float (same shapes),
+    trained the same for a seed, and it learns."""
+    from ebnn_core import DenseBlock
+    from ebnn_core.nn import BNN, FloatTwin
+    from ebnn_core.recipe import fit_float
+
+    spec = ArchSpec(input_shape=(1, 28, 28), classes=10, input_mode="uint8",
+                    blocks=(ConvBlock(filters=4, kernel=3, stride=2, pool=2), DenseBlock(16)))
+    shapes = lambda m: [tuple(x.weight.shape) for x in m.modules() if isinstance(x, (torch.nn.Conv2d, torch.nn.Linear))]  # noqa: E731
+    assert shapes(FloatTwin(spec)) == shapes(BNN(spec))
+    x, y = mnist.train_x[:4000], mnist.train_y[:4000]
+    a, b = (fit_float(lambda: FloatTwin(spec), x, y, epochs=2, seed=3) for _ in range(2))
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    with torch.no_grad():
+        acc = (a(torch.from_numpy(mnist.test_x[:1000])).argmax(1).numpy() == mnist.test_y[:1000]).mean()
+    assert acc > 0.5

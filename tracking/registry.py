@@ -84,7 +84,7 @@ class Registry:
         self.client.set_terminated(rid, "FINISHED")
         vtags = {"arch_hash": arch_hash, "study": self.study, **{k: str(v) for k, v in tags.items()},
                  **{k: str(metrics[k]) for k in ("ram_bytes", "flash_bytes", "latency_ms_est", "test_accuracy",
-                                                 "arch_desc") if k in metrics}}
+                                                 "arch_desc", "weights_from") if k in metrics}}
         mv = self.client.create_model_version(self.name, source=f"{run.info.artifact_uri}/model", run_id=rid,
                                               tags=vtags)
         return int(mv.version), rid
